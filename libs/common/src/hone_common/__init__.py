@@ -1,0 +1,1 @@
+"""Shared contracts and plumbing of Hone: events, settings, Kafka, PostgreSQL, MinIO, auth."""

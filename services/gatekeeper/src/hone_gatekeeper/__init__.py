@@ -1,0 +1,1 @@
+"""Tests candidate models through TorchServe and promotes only better ones."""

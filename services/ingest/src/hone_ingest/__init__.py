@@ -1,0 +1,1 @@
+"""Validates camera frames and uploads, stores them in MinIO and announces image.received."""

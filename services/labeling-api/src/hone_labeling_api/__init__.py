@@ -1,0 +1,1 @@
+"""The labeling API and page: review queue, leases, answers, feedback."""

@@ -1,0 +1,1 @@
+"""Scores received images with the production model served by TorchServe."""

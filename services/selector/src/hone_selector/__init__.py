@@ -1,0 +1,1 @@
+"""Chooses which scored images people should label, within a review budget."""

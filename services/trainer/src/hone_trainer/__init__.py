@@ -1,0 +1,1 @@
+"""Keeps the labelled dataset and trains candidate models on a schedule."""

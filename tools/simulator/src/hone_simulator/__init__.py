@@ -1,0 +1,1 @@
+"""Fashion-MNIST data and a camera simulator that feeds Hone like production cameras."""
