@@ -17,6 +17,7 @@ setup: ## install uv, the Python workspace (.venv) and the local stack's servers
 	@python3.11 -m uv --version >/dev/null 2>&1 || python3.11 -m pip install -q "uv==$(UV_VERSION)"
 	python3.11 -m uv sync --all-packages --frozen
 	$(STACK) install
+	deploy/tools/install.sh
 
 .PHONY: up down status
 up: ## start Kafka, MinIO, PostgreSQL, TorchServe and Prometheus on 127.0.0.1
