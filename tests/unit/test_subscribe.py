@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from hone_common.events import ImageReceived, encode
-from hone_common.kafka import DeadLetter, PermanentError, subscribe
+from hone_common.kafka import BatchFailures, DeadLetter, PermanentError, subscribe, subscribe_batch
 from hone_common.settings import KafkaSettings
 from hone_common.topics import Topic
 from tests.factories import sample_events
@@ -95,3 +97,67 @@ async def test_transient_errors_are_retried_before_giving_up(broker: KafkaBroker
         await br.publish(encode(_received()), Topic.IMAGE_RECEIVED.value)
 
     assert attempts == 3
+
+
+async def test_a_batch_handler_gets_the_valid_events_and_bad_ones_are_dead_lettered(
+    broker: KafkaBroker,
+) -> None:
+    seen: list[list[ImageReceived]] = []
+    letters: list[DeadLetter] = []
+
+    @subscribe_batch(broker, ImageReceived, service="t")
+    async def handle(events: list[ImageReceived]) -> None:
+        seen.append(events)
+
+    @broker.subscriber(Topic.IMAGE_RECEIVED.dlq)
+    async def on_dlq(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    first, second = _received(), ImageReceived.model_validate(sample_events("other")[1])
+    async with TestKafkaBroker(broker) as br:
+        await br.publish_batch(
+            encode(first), b"not json", encode(second), topic=Topic.IMAGE_RECEIVED.value
+        )
+
+    assert seen == [[first, second]]
+    assert [letter.error_type for letter in letters] == ["ValidationError"]
+
+
+async def test_events_a_batch_handler_reports_as_failed_are_dead_lettered_alone(
+    broker: KafkaBroker,
+) -> None:
+    letters: list[DeadLetter] = []
+    events = [ImageReceived.model_validate(sample_events(f"s{i}")[1]) for i in range(3)]
+
+    @subscribe_batch(broker, ImageReceived, service="t")
+    async def handle(batch: list[ImageReceived]) -> BatchFailures:
+        return {batch[1].event_id: PermanentError("object missing")}
+
+    @broker.subscriber(Topic.IMAGE_RECEIVED.dlq)
+    async def on_dlq(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    async with TestKafkaBroker(broker) as br:
+        await br.publish_batch(*(encode(e) for e in events), topic=Topic.IMAGE_RECEIVED.value)
+
+    assert [(letter.error_type, letter.error) for letter in letters] == [
+        ("PermanentError", "object missing")
+    ]
+    original = ImageReceived.model_validate_json(base64.b64decode(letters[0].value))
+    assert original == events[1]
+
+
+async def test_a_failing_batch_is_retried_then_raised_for_redelivery(broker: KafkaBroker) -> None:
+    attempts = 0
+
+    @subscribe_batch(broker, ImageReceived, service="t", retry_seconds=0.5)
+    async def handle(batch: list[ImageReceived]) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionError("model server down")
+
+    async with TestKafkaBroker(broker) as br:
+        with pytest.raises(ConnectionError):
+            await br.publish_batch(encode(_received()), topic=Topic.IMAGE_RECEIVED.value)
+
+    assert attempts > 1

@@ -283,6 +283,11 @@ class Candidate(Contract):
     parent_version: Identifier | None = None
     artifact_uri: S3Uri = Field(description="The TorchServe archive (.mar) in the model bucket.")
     weakness_model_uri: S3Uri | None = None
+    evaluation_set_uri: S3Uri | None = Field(
+        None,
+        description="JSON Lines manifest of the frozen test split at training time (image_id, "
+        "uri, label, camera_id): what the gatekeeper scores candidate and production on.",
+    )
     classes: list[ClassName] = Field(min_length=2)
     snapshot: TrainingSnapshot
     metrics: OfflineMetrics

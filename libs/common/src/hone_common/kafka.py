@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -46,6 +47,13 @@ MAX_DEAD_LETTER_ORIGINAL = 2 * 1024 * 1024
 
 class PermanentError(Exception):
     """Raised by a handler for a message that can never be processed: it goes to the DLQ."""
+
+
+BatchFailures = Mapping[uuid.UUID, BaseException]
+"""What a batch handler may return: `event_id -> error` for events it could never process
+(each is dead-lettered with its error); every other event of the batch counts as processed."""
+
+BatchHandler = Callable[[list[E]], Awaitable[BatchFailures | None]]
 
 
 class DeadLetter(BaseModel):
@@ -150,7 +158,8 @@ def _describe(error: BaseException) -> str:
 
 def _records(message: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
     raw = message.raw_message
-    return raw if isinstance(raw, tuple) else (raw,)
+    # aiokafka hands a batch over as a tuple, FastStream's TestKafkaBroker as a list.
+    return tuple(raw) if isinstance(raw, tuple | list) else (raw,)
 
 
 def _record_lag(message: Any, service: str, record: ConsumerRecord[Any, Any]) -> None:
@@ -239,13 +248,16 @@ def subscribe_batch(
     auto_offset_reset: Literal["earliest", "latest"] = "earliest",
     retry_seconds: float = 30.0,
     max_message_bytes: int = 4 * 1024 * 1024,
-) -> Callable[[Callable[[list[E]], Awaitable[None]]], Callable[[list[E]], Awaitable[None]]]:
+) -> Callable[[BatchHandler[E]], BatchHandler[E]]:
     """Like `subscribe`, for handlers that work on a batch: bad messages are dead-lettered one
-    by one and the rest of the batch goes on; a failing batch is retried, then redelivered."""
+    by one and the rest of the batch goes on; a failing batch is retried, then redelivered.
 
-    def decorator(
-        handler: Callable[[list[E]], Awaitable[None]],
-    ) -> Callable[[list[E]], Awaitable[None]]:
+    The handler may return `BatchFailures` (`event_id -> error`) for events it can never
+    process, once the rest of the batch is stored: those are dead-lettered one by one, so
+    one bad event does not hold the others back. Returning None means all were processed.
+    """
+
+    def decorator(handler: BatchHandler[E]) -> BatchHandler[E]:
         topic = event_cls.topic.value
 
         @broker.subscriber(  # type: ignore[untyped-decorator]
@@ -264,16 +276,29 @@ def subscribe_batch(
             records = _records(message)
             started = time.perf_counter()
             events: list[E] = []
+            sources: dict[uuid.UUID, list[ConsumerRecord[Any, Any]]] = {}
             for record in records:
                 try:
-                    events.append(event_cls.model_validate_json(record.value or b""))
+                    event = event_cls.model_validate_json(record.value or b"")
                 except (ValidationError, UnicodeDecodeError) as error:
                     await send_to_dead_letter(broker, record, error, service)
+                    continue
+                events.append(event)
+                sources.setdefault(event.event_id, []).append(record)
+            dead = 0
             try:
+                failures: BatchFailures | None = None
                 if events:
                     async for attempt in _retrying(retry_seconds):
                         with attempt:
-                            await handler(events)
+                            failures = await handler(events)
+                for event_id, reason in (failures or {}).items():
+                    failed = sources.get(event_id, [])
+                    if not failed:
+                        log.warning("batch_failure_for_unknown_event", event_id=str(event_id))
+                    for record in failed:
+                        await send_to_dead_letter(broker, record, reason, service)
+                        dead += 1
             except Exception:
                 EVENTS_CONSUMED.labels(service, topic, "retried").inc(len(events))
                 log.exception("batch_failed_will_redeliver", topic=topic, size=len(records))
@@ -282,7 +307,7 @@ def subscribe_batch(
                 HANDLER_SECONDS.labels(service, topic).observe(time.perf_counter() - started)
                 if records:
                     _record_lag(message, service, records[-1])
-            EVENTS_CONSUMED.labels(service, topic, "processed").inc(len(events))
+            EVENTS_CONSUMED.labels(service, topic, "processed").inc(len(events) - dead)
 
         return handler
 

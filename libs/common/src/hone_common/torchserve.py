@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
 from pydantic import BaseModel, Field
 
 from hone_common.settings import TorchServeSettings
+from hone_common.storage import ObjectRef
 
 
 class TorchServeError(RuntimeError):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
         super().__init__(f"TorchServe answered {status}: {message}")
         self.status = status
+        self.body = body
+        """The parsed JSON answer, if any (the model handler's 400 lists `errors` by index)."""
 
 
 class BatchPrediction(BaseModel):
@@ -52,10 +56,11 @@ class TorchServeClient:
     def _check(response: httpx.Response) -> Any:
         if response.status_code >= 400:
             try:
-                message = response.json().get("message", response.text)
+                body = response.json()
             except ValueError:
-                message = response.text
-            raise TorchServeError(response.status_code, str(message)[:500])
+                body = None
+            message = body.get("message", response.text) if isinstance(body, dict) else None
+            raise TorchServeError(response.status_code, str(message or response.text)[:500], body)
         return response.json() if response.content else None
 
     async def aclose(self) -> None:
@@ -66,7 +71,10 @@ class TorchServeClient:
 
     async def ping(self) -> bool:
         try:
-            response = await self._inference.get("/ping", timeout=2.0)
+            # With token authorization on, TorchServe refuses even /ping without the key.
+            response = await self._inference.get(
+                "/ping", timeout=2.0, headers=self._headers("inference")
+            )
             return response.status_code == 200 and response.json().get("status") == "Healthy"
         except (httpx.HTTPError, ValueError):
             return False
@@ -148,3 +156,82 @@ class TorchServeClient:
     async def list_models(self) -> list[dict[str, Any]]:
         response = await self._management.get("/models", headers=self._headers("management"))
         return list(self._check(response).get("models", []))
+
+
+# --- registering stored archives ---------------------------------------------------------
+# Torch-free, so both the trainer (bootstrap) and the gatekeeper (promotions, rollbacks) put
+# archives from the model bucket into TorchServe the same way. TorchServe downloads the archive
+# itself through a short-lived presigned GET URL; its `allowed_urls` admits the model bucket.
+# The downloaded file is named after the URL path alone (`<model_version>.mar`), so two model
+# names cannot hold the same version at once (TorchServe answers "Model file already exists").
+
+
+class ModelServer(Protocol):
+    """What registration needs of TorchServe (`TorchServeClient`)."""
+
+    async def register(
+        self,
+        url: str,
+        *,
+        model: str | None = None,
+        batch_size: int = 1,
+        max_batch_delay_ms: int = 5,
+        workers: int = 1,
+    ) -> None: ...
+
+    async def describe(self, model: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class ArchiveSource(Protocol):
+    """Where TorchServe downloads archives from (`hone_common.storage.ObjectStore`)."""
+
+    async def presign_get(self, ref: ObjectRef, seconds: int | None = None) -> str: ...
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How TorchServe runs one model version (batching, workers) and how long the archive's
+    download URL lives."""
+
+    batch_size: int = 8
+    max_batch_delay_ms: int = 5
+    workers: int = 1
+    url_seconds: int = 300
+
+
+async def registered_versions(client: ModelServer, model_name: str) -> list[str]:
+    return [str(v["modelVersion"]) for v in await client.describe(model_name)]
+
+
+async def register_version(
+    client: ModelServer,
+    store: ArchiveSource,
+    artifact: ObjectRef,
+    *,
+    model_name: str,
+    model_version: str,
+    options: ServingOptions | None = None,
+) -> bool:
+    """Load a stored archive into TorchServe as `model_name`/`model_version`, workers started.
+
+    Idempotent: False if that version was registered already, True if this call registered it.
+    A model's first version becomes its default (TorchServe's rule); later ones stay
+    non-default until `set_default`."""
+    options = options or ServingOptions()
+    if model_version in await registered_versions(client, model_name):
+        return False
+    url = await store.presign_get(artifact, options.url_seconds)
+    try:
+        await client.register(
+            url,
+            model=model_name,
+            batch_size=options.batch_size,
+            max_batch_delay_ms=options.max_batch_delay_ms,
+            workers=options.workers,
+        )
+    except TorchServeError:
+        # Someone else registering the same version at the same moment is not a failure.
+        if model_version in await registered_versions(client, model_name):
+            return False
+        raise
+    return True
