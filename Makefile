@@ -35,7 +35,7 @@ lint: ## ruff and mypy
 
 .PHONY: test
 test: setup up lint ## everything CI runs: set up, start the stack, lint, all test tiers
-	$(PYTEST) -m "unit or integration or e2e" -p no:cacheprovider -ra
+	$(PYTEST) -p no:cacheprovider -ra
 
 .PHONY: test-unit test-integration test-e2e
 test-unit: ## unit tests only (no servers)
