@@ -1,0 +1,1 @@
+"""The scorer's adapters: the object store, TorchServe and PostgreSQL."""

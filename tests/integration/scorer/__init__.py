@@ -1,0 +1,1 @@
+"""Integration tests of the scorer against the real local stack."""
