@@ -15,6 +15,7 @@ from hone_common.kafka import create_broker, subscribe
 from hone_common.migrations import upgrade
 from hone_common.settings import ServiceSettings
 from tests.factories import sample_events
+from tests.kafka_helpers import start_group_at_end
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -28,6 +29,9 @@ async def test_the_same_event_delivered_twice_has_one_effect(
     assert isinstance(event, ImageReceived)
     deliveries = 0
     broker = create_broker(settings.kafka, f"test-{unique}")
+    await start_group_at_end(
+        settings.kafka.bootstrap_servers, f"test-{unique}", [ImageReceived.topic.value]
+    )
 
     @subscribe(broker, ImageReceived, service=f"test-{unique}")
     async def handle(received: ImageReceived) -> None:

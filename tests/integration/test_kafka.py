@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from hone_common.events import EVENT_TYPES, Event, ImageReceived, decode, encode
-from hone_common.kafka import DeadLetter, create_broker, publish, subscribe
+from hone_common.kafka import DeadLetter, create_broker, ensure_topics, publish, subscribe
 from hone_common.settings import ServiceSettings
 from hone_common.topics import Topic
 from tests.factories import sample_events
+from tests.kafka_helpers import start_group_at_end
 
 
 async def test_every_event_type_round_trips_with_its_key_and_headers(
@@ -47,6 +50,9 @@ async def test_a_malformed_message_goes_to_the_dlq_and_the_next_good_one_is_proc
     seen: list[Event] = []
     dlq = await kafka_tap(Topic.IMAGE_RECEIVED.dlq)
     broker = create_broker(settings.kafka, f"test-{unique}")
+    await start_group_at_end(
+        settings.kafka.bootstrap_servers, f"test-{unique}", [ImageReceived.topic.value]
+    )
 
     @subscribe(broker, ImageReceived, service=f"test-{unique}")
     async def handle(event: ImageReceived) -> None:
@@ -73,3 +79,18 @@ async def test_a_malformed_message_goes_to_the_dlq_and_the_next_good_one_is_proc
     assert letter.topic == Topic.IMAGE_RECEIVED.value
     assert letter.error_type == "ValidationError"
     assert "payload: Field required" in letter.error
+
+
+async def test_topics_are_created_with_the_configured_partitions_once(
+    settings: ServiceSettings, unique: str
+) -> None:
+    names = [f"test.topics.{unique}", f"test.topics.{unique}.dlq"]
+    assert sorted(await ensure_topics(settings.kafka, names)) == sorted(names)
+    assert await ensure_topics(settings.kafka, names) == []  # a second call creates nothing
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    assert [len(t["partitions"]) for t in described] == [settings.kafka.partitions] * 2

@@ -12,6 +12,7 @@ and, if they persist, the message is redelivered, never skipped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,6 +21,8 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -35,7 +38,7 @@ from hone_common.metrics import (
     HANDLER_SECONDS,
 )
 from hone_common.settings import KafkaSettings
-from hone_common.topics import dead_letter_topic
+from hone_common.topics import Topic, dead_letter_topic
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +73,41 @@ class DeadLetter(BaseModel):
     error: str
     consumer: str
     failed_at: datetime
+
+
+async def ensure_topics(settings: KafkaSettings, names: Sequence[str] | None = None) -> list[str]:
+    """Create every Hone topic and its DLQ with the configured partitions, if missing.
+
+    Topics auto-created by a first producer would get the broker's default partition count,
+    which caps how many replicas of a service can share the work. Existing topics are left
+    as they are (Kafka cannot shrink partitions; growing them would reorder keys).
+    """
+    wanted = names or [name for topic in Topic for name in (topic.value, topic.dlq)]
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id_prefix}-admin",
+    )
+    await admin.start()
+    try:
+        missing = sorted(set(wanted) - set(await admin.list_topics()))
+        if missing:
+            # Another service may create them at the same moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=settings.partitions,
+                            replication_factor=settings.replication_factor,
+                            topic_configs={"max.message.bytes": str(settings.max_message_bytes)},
+                        )
+                        for name in missing
+                    ]
+                )
+            log.info("topics_created", topics=missing, partitions=settings.partitions)
+        return missing
+    finally:
+        await admin.close()
 
 
 def create_broker(settings: KafkaSettings, service: str) -> KafkaBroker:

@@ -20,6 +20,7 @@ from faststream.kafka import KafkaBroker
 from hone_common import auth
 from hone_common.db import create_pool, ping
 from hone_common.http import ReadinessCheck, install_error_handlers, ops_router
+from hone_common.kafka import ensure_topics
 from hone_common.logging import configure_logging
 from hone_common.migrations import upgrade
 from hone_common.outbox import Outbox
@@ -73,6 +74,7 @@ def create_service_app(
         if uses_auth:
             app.state.api_keys = auth.ApiKeys(runtime.pool)
         if runtime.broker is not None:
+            await ensure_topics(settings.kafka)
             runtime.outbox = Outbox(runtime.pool, runtime.broker, schema, runtime.service)
             await runtime.broker.connect()
             runtime.outbox.start()

@@ -21,6 +21,13 @@ class KafkaSettings(BaseModel):
         4 * 1024 * 1024, description="Largest message produced or fetched (frames carry images)."
     )
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    partitions: int = Field(
+        6,
+        ge=1,
+        description="Partitions of each topic Hone creates: the most replicas of one "
+        "consumer group that can share the work.",
+    )
+    replication_factor: int = Field(1, ge=1, description="3 on a real cluster.")
 
 
 class PostgresSettings(BaseModel):
