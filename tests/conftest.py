@@ -32,3 +32,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = Path(str(item.fspath)).relative_to(ROOT).parts
         if len(tier) > 1 and tier[0] == "tests" and tier[1] in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, tier[1]))
+
+pytest_plugins = ("tests.stack",)

@@ -1,4 +1,5 @@
-"""Fixtures for tests against the real local stack (`deploy/local/stack up`)."""
+"""Fixtures for tests against the real local stack (`deploy/local/stack up`), shared by the
+integration, e2e and fault tiers."""
 
 from __future__ import annotations
 
