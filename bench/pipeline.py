@@ -1,0 +1,280 @@
+"""End-to-end throughput and latency of the image path, against the same model in process.
+
+Frames are published to `camera.frames`; ingest and scorer run as separate processes (as in
+production) in consumer groups of their own; the benchmark reads `image.scored` and times each
+image from its publish to its score. In the same run it measures the same model (the archive
+TorchServe serves, loaded with the same handler code) scoring the same PNGs in process, so
+the ratio is comparable even on a shared, noisy machine.
+
+    set -a; . .local-stack/hone.env; set +a
+    .venv/bin/python -m bench.pipeline [--frames 3000] [--workers 1] [--out FILE.json]
+
+Phase 1 publishes every frame at once (throughput); phase 2 publishes new frames at half the
+measured throughput (latency under a sustainable load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from hone_common.events import encode, image_id_for
+from hone_common.settings import ServiceSettings
+from hone_common.storage import ObjectRef, ObjectStore, sha256_hex
+from hone_common.topics import Topic
+from hone_common.torchserve import TorchServeClient
+from hone_simulator.data import load_fashion_mnist
+from hone_simulator.frames import SimFrame, generate_frames
+from hone_simulator.publish import TokenBucket
+from hone_simulator.splits import split
+from hone_trainer.bootstrap import SeedSet, bootstrap
+from hone_trainer.model.handler import ImageClassifier
+from hone_trainer.model.serving import ServingOptions
+from hone_trainer.model.training import TrainConfig
+from tests.kafka_helpers import start_group_at_end
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def serve_model(settings: ServiceSettings, name: str, workers: int) -> tuple[str, str]:
+    data = load_fashion_mnist()
+    seed_ids = split(data, seed=0).seed_set(per_class=20)
+    client = TorchServeClient(settings.torchserve)
+    try:
+        result = await bootstrap(
+            SeedSet(data.images[seed_ids], data.labels[seed_ids], list(data.classes)),
+            TrainConfig(epochs=2, threads=2, progress=False),
+            client=client,
+            store=ObjectStore(settings.s3),
+            bucket=settings.s3.models_bucket,
+            model_name=name,
+            serving=ServingOptions(workers=workers),
+        )
+    finally:
+        await client.aclose()
+    return result.model_version, result.artifact_uri
+
+
+async def in_process_rate(settings: ServiceSettings, artifact_uri: str, pngs: list[bytes]) -> float:
+    """The served archive's model and handler code, scoring the same PNGs in batches of 64."""
+    archive = await ObjectStore(settings.s3).get(ObjectRef.parse(artifact_uri))
+    with tempfile.TemporaryDirectory() as tmp:
+        zipfile.ZipFile(io.BytesIO(archive)).extractall(tmp)
+        classifier = ImageClassifier.load(tmp)
+    torch.set_num_threads(1)  # as each TorchServe worker runs
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(pngs), 64):
+            batch = torch.stack([classifier.pixels(data) for data in pngs[i : i + 64]])
+            classifier.probabilities(batch)
+    return len(pngs) / (time.perf_counter() - started)
+
+
+@contextlib.asynccontextmanager
+async def services(run: str, model_name: str) -> AsyncIterator[None]:
+    env = {
+        **os.environ,
+        "HONE_LOG_LEVEL": "WARNING",
+        "HONE_INGEST__GROUP_ID": f"bench-ingest-{run}",
+        "HONE_SCORER__GROUP_ID": f"bench-scorer-{run}",
+        "HONE_TORCHSERVE__MODEL_NAME": model_name,
+    }
+    bootstrap_servers = env.get("HONE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    await start_group_at_end(bootstrap_servers, f"bench-ingest-{run}", [Topic.CAMERA_FRAMES.value])
+    await start_group_at_end(
+        bootstrap_servers,
+        f"bench-scorer-{run}",
+        [Topic.IMAGE_RECEIVED.value, Topic.MODEL_PROMOTED.value],
+    )
+    procs = []
+    # Started once, before the event loop has work to do: a blocking Popen costs nothing here.
+    for name, port in (("ingest", 18101), ("scorer", 18102)):
+        procs.append(
+            subprocess.Popen(
+                [str(ROOT / ".venv" / "bin" / f"hone-{name}")],
+                env={**env, "HONE_HTTP__PORT": str(port)},
+                stdout=subprocess.DEVNULL,
+                stderr=open(RESULTS / f"pipeline-{name}.log", "w"),
+            )
+        )
+    try:
+        async with httpx.AsyncClient() as http:
+            for port in (18101, 18102):
+                for _ in range(600):
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.2)
+                else:
+                    raise RuntimeError(f"service on {port} never became ready")
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+
+
+async def stream(
+    frames: list[SimFrame], bootstrap_servers: str, rate: float | None, patience: float
+) -> dict[str, Any]:
+    """Publish frames (at `rate`/s, or all at once) and time each until its image.scored."""
+    consumer = AIOKafkaConsumer(
+        Topic.IMAGE_SCORED.value,
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    await consumer.seek_to_end()
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        max_batch_size=256 * 1024,
+        linger_ms=5,
+    )
+    await producer.start()
+    sent: dict[uuid.UUID, float] = {}
+    latencies: list[float] = []
+    done: float | None = None
+
+    async def collect() -> None:
+        nonlocal done
+        while len(latencies) < len(frames):
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    image_id = uuid.UUID(json.loads(record.value)["payload"]["image_id"])
+                    if image_id in sent:
+                        latencies.append(now - sent.pop(image_id))
+        done = time.perf_counter()
+
+    collector = asyncio.create_task(collect())
+    bucket = TokenBucket(rate) if rate else None
+    started = time.perf_counter()
+    futures = []
+    for frame in frames:
+        if bucket:
+            await bucket.acquire()
+        sent[image_id_for(sha256_hex(frame.png))] = time.perf_counter()
+        futures.append(
+            await producer.send(Topic.CAMERA_FRAMES.value, encode(frame.event), key=frame.event.key)
+        )
+    await asyncio.gather(*futures)
+    published = time.perf_counter()
+    try:
+        await asyncio.wait_for(collector, patience)
+    except TimeoutError:
+        collector.cancel()
+    await producer.stop()
+    await consumer.stop()
+    end = done or time.perf_counter()
+    return {
+        "frames": len(frames),
+        "scored": len(latencies),
+        "lost_or_late": len(frames) - len(latencies),
+        "offered_rate": rate,
+        "publish_seconds": round(published - started, 3),
+        "seconds": round(end - started, 3),
+        "throughput_images_per_second": round(len(latencies) / (end - started), 1),
+        "latency_p50_seconds": round(percentile(latencies, 50), 4),
+        "latency_p99_seconds": round(percentile(latencies, 99), 4),
+    }
+
+
+def distinct(frames: list[SimFrame]) -> list[SimFrame]:
+    seen: set[bytes] = set()
+    out = []
+    for frame in frames:
+        if frame.png not in seen:
+            seen.add(frame.png)
+            out.append(frame)
+    return out
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    settings = ServiceSettings()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    run = uuid.uuid4().hex[:8]
+    name = f"hone-bench-pipeline-{run}"
+    data = load_fashion_mnist()
+    parts = split(data, seed=0)
+    frames = distinct(list(generate_frames(data, parts, args.frames, seed=int(run, 16) % 9973)))
+    later = distinct(list(generate_frames(data, parts, args.frames, seed=int(run, 16) % 9973 + 1)))
+    later = [f for f in later if f.png not in {g.png for g in frames}]
+    version, artifact = await serve_model(settings, name, args.workers)
+    result: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "command": " ".join(sys.argv),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average_before": os.getloadavg(),
+        "model": {
+            "name": name,
+            "version": version,
+            "architecture": "small-cnn",
+            "torchserve_workers": args.workers,
+        },
+    }
+    try:
+        result["in_process_images_per_second"] = round(
+            await in_process_rate(settings, artifact, [f.png for f in frames]), 1
+        )
+        async with services(run, name):
+            burst = await stream(frames, settings.kafka.bootstrap_servers, None, args.timeout)
+            result["burst"] = burst
+            half = burst["throughput_images_per_second"] / 2
+            result["half_load"] = await stream(
+                later, settings.kafka.bootstrap_servers, half, args.timeout
+            )
+        result["pipeline_to_in_process_ratio"] = round(
+            burst["throughput_images_per_second"] / result["in_process_images_per_second"], 3
+        )
+    finally:
+        client = TorchServeClient(settings.torchserve)
+        with contextlib.suppress(Exception):
+            await client.unregister(version, model=name)
+        await client.aclose()
+        result["load_average_after"] = os.getloadavg()
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=1, help="TorchServe workers")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "pipeline.json")
+    arguments = parser.parse_args()
+    outcome = asyncio.run(main(arguments))
+    arguments.out.write_text(json.dumps(outcome, indent=2) + "\n")
+    print(json.dumps(outcome, indent=2))
