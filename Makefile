@@ -18,6 +18,7 @@ setup: ## install uv, the Python workspace (.venv) and the local stack's servers
 	python3.11 -m uv sync --all-packages --frozen
 	$(STACK) install
 	deploy/tools/install.sh
+	tests/e2e/labeling_page/install.sh
 
 .PHONY: up down status
 up: ## start Kafka, MinIO, PostgreSQL, TorchServe and Prometheus on 127.0.0.1
