@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -121,7 +122,8 @@ class Outbox:
         async with self._pool.acquire() as conn:
             await conn.execute(
                 f"DELETE FROM {self._schema}.outbox WHERE published_at < now() - $1::interval",  # noqa: S608
-                f"{self._keep_published_seconds} seconds",
+                # asyncpg encodes an interval from a timedelta only (a string fails every prune).
+                timedelta(seconds=self._keep_published_seconds),
             )
             pending = await conn.fetchval(
                 f"SELECT count(*) FROM {self._schema}.outbox WHERE published_at IS NULL"  # noqa: S608
