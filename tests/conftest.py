@@ -1,5 +1,6 @@
-"""Test tiers by folder: tests/unit (no servers), tests/integration and tests/e2e (the real
-local stack started by `deploy/local/stack up`; settings come from its env file)."""
+"""Test tiers by folder: tests/unit (no servers), tests/integration, tests/security and
+tests/e2e (the real local stack started by `deploy/local/stack up`; settings come from its env
+file), tests/faults (a private stack of their own, see tests/faults/conftest.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,12 @@ _load_stack_env()
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(ROOT).parts
-        if len(tier) > 1 and tier[0] == "tests" and tier[1] in ("unit", "integration", "e2e"):
+        if len(tier) < 2 or tier[0] != "tests":
+            continue
+        if tier[1] in ("unit", "integration", "e2e", "faults"):
             item.add_marker(getattr(pytest.mark, tier[1]))
+        elif tier[1] == "security":  # against the real local stack, like integration
+            item.add_marker(pytest.mark.integration)
+
 
 pytest_plugins = ("tests.stack",)
