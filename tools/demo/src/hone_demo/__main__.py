@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -109,11 +110,40 @@ def _epilogue(config: DemoConfig, summary: dict[str, Any]) -> None:
 
 
 @app.command()
-def stop(state_dir: StateDirOpt = None) -> None:
+def stop(
+    state_dir: StateDirOpt = None,
+    forget: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also remove run RUN_ID's model (demo_RUN_ID) from TorchServe; repeatable."
+        ),
+    ] = None,
+) -> None:
     """Stop the services a demo started (pid files under .local-stack/services/)."""
     config = DemoConfig(run_id="stop")
     stopped = services.stop(replace(config, state_dir=state_dir) if state_dir else config)
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    for run_id in forget or []:
+        model = DemoConfig(run_id=run_id).model_name
+        try:
+            removed = asyncio.run(_forget(model, services.base_env(config)))
+        except Exception as error:  # an unknown model or TorchServe down: say so, go on
+            console.print(f"[red]{model}: not unregistered:[/red] {error}")
+            continue
+        console.print(f"{model}: unregistered {', '.join(removed) or 'nothing'}")
+
+
+async def _forget(model: str, env: dict[str, str]) -> list[str]:
+    from hone_common.settings import ServiceSettings
+    from hone_common.torchserve import TorchServeClient
+
+    # TorchServe's address and keys come from the local stack's env file, like the services'.
+    os.environ.update(env)
+    client = TorchServeClient(ServiceSettings().torchserve)
+    try:
+        return await services.unregister_model(client, model)
+    finally:
+        await client.aclose()
 
 
 @app.command()

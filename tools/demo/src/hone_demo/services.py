@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,9 @@ from aiokafka.structs import OffsetAndMetadata
 from hone_common.kafka import ensure_topics
 from hone_common.settings import KafkaSettings
 from hone_common.topics import Topic
+from hone_common.torchserve import TorchServeClient, registered_versions
 from hone_demo.config import DemoConfig
+from hone_simulator.data import CLASSES
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,9 @@ def demo_env(config: DemoConfig) -> dict[str, str]:
         "HONE_TRAINER__DATASET__SPLITS__TRAIN": f"{0.9 - config.test_share:.4f}",
         "HONE_TRAINER__DATASET__SPLITS__WEAKNESS": "0.1",
         "HONE_TRAINER__DATASET__SPLITS__TEST": f"{config.test_share:.4f}",
+        # The bootstrap's classes, in its order. Labels of other classes (other tests publish
+        # to the same topics with their own class names) stay out of training and evaluation.
+        "HONE_TRAINER__DATASET__CLASSES": json.dumps(list(CLASSES)),
         "HONE_SELECTOR__BUDGET__REVIEWS_PER_HOUR": str(config.reviews_per_hour),
         "HONE_SELECTOR__BUDGET__BURST_MINUTES": "1",
         "HONE_SELECTOR__RANDOM__SHARE": str(config.random_share),
@@ -274,3 +280,15 @@ def stop(config: DemoConfig, timeout: float = 30.0) -> list[str]:
     for service in SERVICES:
         pid_file(config, service.name).unlink(missing_ok=True)
     return sorted(pids)
+
+
+async def unregister_model(client: TorchServeClient, model: str) -> list[str]:
+    """Remove every version of a demo's model from TorchServe (each holds a worker process);
+    the default goes last, since TorchServe refuses to drop a default while others remain."""
+    versions = await registered_versions(client, model)
+    default = await client.default_version(model)
+    removed: list[str] = []
+    for version in sorted(versions, key=lambda v: v == default):
+        await client.unregister(version, model)
+        removed.append(version)
+    return removed
