@@ -114,3 +114,8 @@ def test_image_ids_follow_content() -> None:
     digest = "a" * 64
     assert image_id_for(digest) == image_id_for(digest)
     assert image_id_for(digest) != image_id_for("b" * 64)
+
+
+def test_a_promotion_names_the_served_model_its_archive_belongs_to() -> None:
+    promoted = sample_events()[-1]
+    assert promoted.payload.model_name == "hone"

@@ -315,6 +315,11 @@ class Promotion(Contract):
     reasons: list[Annotated[str, StringConstraints(max_length=512)]] = Field(default_factory=list)
     manual: bool = Field(False, description="Promoted or rolled back by hand.")
 
+    @property
+    def model_name(self) -> str:
+        """The served model this promotion is for: archives live at `<bucket>/<model>/...`."""
+        return self.artifact_uri.removeprefix("s3://").split("/")[1]
+
 
 class ModelPromoted(Event):
     topic: ClassVar[Topic] = Topic.MODEL_PROMOTED

@@ -184,6 +184,10 @@ async def fetch_weakness_model(
 
 async def on_model_promoted(event: ModelPromoted, deps: Deps) -> None:
     """Record the new production version and load the weakness model promoted with it."""
+    if event.payload.model_name != deps.settings.torchserve.model_name:
+        # Another model served from the same TorchServe (a test, a second product): not ours.
+        log.info("promotion_of_another_model_ignored", model=event.payload.model_name)
+        return
     artifact, error = await fetch_weakness_model(
         deps.store,
         event.payload,
