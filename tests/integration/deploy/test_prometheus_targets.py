@@ -102,7 +102,8 @@ async def serve_in_process(service: str, port: int, env: dict[str, str]) -> Asyn
 
 async def test_prometheus_scrapes_torchserve_metrics() -> None:
     target = await wait_for_target("torchserve")
-    assert target["scrapeUrl"].endswith(":8082/metrics")
+    metrics_url = os.environ.get("HONE_TORCHSERVE__METRICS_URL", "http://127.0.0.1:8082")
+    assert target["scrapeUrl"] == f"{metrics_url}/metrics"
 
 
 SERVICES: dict[str, tuple[int, Callable[[str], dict[str, str]]]] = {
