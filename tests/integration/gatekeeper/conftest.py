@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from minio import Minio
 from PIL import Image
@@ -51,6 +51,7 @@ from hone_gatekeeper.settings import Settings
 from hone_simulator.data import load_fashion_mnist
 from hone_trainer.model.archive import build_archive, store_archive
 from hone_trainer.model.training import TrainConfig, TrainedModel, train
+from tests.kafka_helpers import start_group_at_end
 
 EVALUATION_IMAGES = 400
 CAMERAS = ("cam-north", "cam-south")
@@ -135,25 +136,6 @@ def _remove_objects(settings: ServiceSettings, bucket: str, prefix: str) -> None
     minio = _minio(settings)
     for item in minio.list_objects(bucket, prefix=prefix, recursive=True):
         minio.remove_object(bucket, str(item.object_name))
-
-
-async def _commit_end_offsets(bootstrap_servers: str, group: str, topic: str) -> None:
-    """Start a new consumer group at the end of the topic, so the gatekeeper under test reads
-    only what is published from now on (never the shared topic's history)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        consumer._client.add_topic(topic)
-        await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.commit(dict(ends))
-    finally:
-        await consumer.stop()
 
 
 @dataclass
@@ -300,7 +282,7 @@ async def lab(
         }
     )
     kafka = gk_settings.kafka.bootstrap_servers
-    await _commit_end_offsets(kafka, group, Topic.MODEL_CANDIDATE.value)
+    await start_group_at_end(kafka, group, [Topic.MODEL_CANDIDATE.value])
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
     await producer.start()
     torchserve = TorchServeClient(gk_settings.torchserve)

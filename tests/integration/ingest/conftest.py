@@ -9,36 +9,14 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from hone_common.events import FrameCaptured, encode
 from hone_common.topics import Topic
 from hone_ingest.app import create_app
 from hone_ingest.settings import Settings
-
-
-async def start_group_at_end(bootstrap_servers: str, group: str, topic: str) -> None:
-    """Commit the topic's end offsets for a new group: it then reads only what comes next (and,
-    unlike `auto_offset_reset=latest`, cannot miss what is published while it joins)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions: set[int] = set()
-        for _ in range(50):  # asking for metadata makes the broker create the topic
-            consumer._client.add_topic(topic)
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if partitions:
-                break
-        assert partitions, f"topic {topic} has no partitions"
-        assigned = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(assigned)
-        await consumer.commit(dict(await consumer.end_offsets(assigned)))
-    finally:
-        await consumer.stop()
+from tests.kafka_helpers import start_group_at_end
 
 
 @dataclass
@@ -62,7 +40,7 @@ async def running_ingest() -> AsyncIterator[RunningIngest]:
     settings = base.model_copy(
         update={"ingest": base.ingest.model_copy(update={"group_id": group, "retry_seconds": 5.0})}
     )
-    await start_group_at_end(settings.kafka.bootstrap_servers, group, Topic.CAMERA_FRAMES.value)
+    await start_group_at_end(settings.kafka.bootstrap_servers, group, [Topic.CAMERA_FRAMES.value])
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         acks="all",

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from PIL import Image
 from pydantic import ValidationError
@@ -32,6 +32,7 @@ from hone_scorer.settings import Settings
 from hone_trainer.bootstrap import SeedSet, bootstrap
 from hone_trainer.model.serving import ServingOptions
 from hone_trainer.model.training import TrainConfig
+from tests.kafka_helpers import start_group_at_end
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
@@ -81,29 +82,6 @@ async def served_model(settings: ServiceSettings) -> AsyncIterator[ServedModel]:
     model = ServedModel(name, await serve_tiny_model(settings, name))
     yield model
     await unregister(settings, model)
-
-
-async def _commit_end_offsets(bootstrap_servers: str, group: str, topics: list[str]) -> None:
-    """Start a new consumer group at the end of its topics: the scorer under test then reads
-    only what the tests publish, never the shared topics' history (and never misses the
-    first message, as `auto_offset_reset=latest` can while partitions are being assigned)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions: list[TopicPartition] = []
-        for topic in topics:
-            await consumer._client.force_metadata_update()
-            consumer._client.add_topic(topic)
-            await consumer._client.force_metadata_update()
-            found = consumer.partitions_for_topic(topic) or set()
-            partitions += [TopicPartition(topic, p) for p in found]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.commit({tp: offset for tp, offset in ends.items()})
-    finally:
-        await consumer.stop()
 
 
 @dataclass
@@ -169,7 +147,7 @@ async def start_scorer(
         }
     )
     await store.ensure_bucket(settings.s3.images_bucket)
-    await _commit_end_offsets(
+    await start_group_at_end(
         settings.kafka.bootstrap_servers,
         group,
         [Topic.IMAGE_RECEIVED.value, Topic.MODEL_PROMOTED.value],
