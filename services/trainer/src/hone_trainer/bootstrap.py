@@ -34,13 +34,13 @@ from hone_trainer.model.archive import (
 )
 from hone_trainer.model.augmentation import AUGMENTATIONS
 from hone_trainer.model.metrics import Metrics
-from hone_trainer.model.serving import ArchiveSource, ModelServer, ServingOptions, deploy
+from hone_trainer.model.serving import ArchiveSource, DefaultSetter, ServingOptions, deploy
 from hone_trainer.model.training import TrainConfig, train
 
 log = structlog.get_logger(__name__)
 
 
-class Serving(ModelServer, Protocol):
+class Serving(DefaultSetter, Protocol):
     async def default_version(self, model: str | None = None) -> str | None: ...
 
 
