@@ -24,6 +24,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from hone_common.kafka import DeadLetter
@@ -196,6 +197,8 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> lis
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
+        # "latest" (the default) races with the seek below and may skip every record.
+        auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
@@ -219,6 +222,7 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> lis
                                 tp.partition, record.offset, record.timestamp, record.value
                             )
                         )
+            for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
@@ -276,8 +280,8 @@ def list_letters(
     """List dead letters: position, time, error type, error, key, size of the original."""
     try:
         stored = _read(topic, bootstrap)
-    except DlqError as error:
-        _fail(str(error))
+    except (DlqError, KafkaError) as error:
+        _fail(str(error) or type(error).__name__)
     shown = sorted(stored, key=lambda s: (s.timestamp_ms, s.partition, s.offset))[-limit:]
     if as_json:
         for s in shown:
@@ -306,8 +310,8 @@ def show(
         _fail("name a message with --offset partition:offset")
     try:
         chosen = select(_read(topic, bootstrap), positions or [])
-    except DlqError as error:
-        _fail(str(error))
+    except (DlqError, KafkaError) as error:
+        _fail(str(error) or type(error).__name__)
     for s in chosen:
         detail = summary(s)
         if s.letter is not None:
@@ -359,6 +363,6 @@ def replay(
             typer.echo(f"{verb} {r.source.position} -> {r.topic} ({len(r.value)} bytes)")
         if not dry_run and replays:
             asyncio.run(publish(servers, replays, ServiceSettings().kafka.max_message_bytes))
-    except DlqError as error:
-        _fail(str(error))
+    except (DlqError, KafkaError) as error:
+        _fail(str(error) or type(error).__name__)
     typer.echo(f"{'dry run: ' if dry_run else ''}{len(replays)} replayed, {len(refused)} skipped")

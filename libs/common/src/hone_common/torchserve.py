@@ -229,9 +229,23 @@ async def register_version(
             max_batch_delay_ms=options.max_batch_delay_ms,
             workers=options.workers,
         )
-    except TorchServeError:
+    except TorchServeError as error:
         # Someone else registering the same version at the same moment is not a failure.
         if model_version in await registered_versions(client, model_name):
             return False
-        raise
+        stored = artifact.key.rsplit("/", 1)[-1]
+        if "already exists" not in str(error):
+            raise
+        # TorchServe keeps the archives it downloaded in its model store across a restart but
+        # forgets their registrations, and then refuses the same download for ever. Archives
+        # are never overwritten, so the file left there is this version: load it from the
+        # store. (Another model name holding the very same version at once would be refused
+        # the same way; versions are per-second timestamps, one model name in production.)
+        await client.register(
+            stored,
+            model=model_name,
+            batch_size=options.batch_size,
+            max_batch_delay_ms=options.max_batch_delay_ms,
+            workers=options.workers,
+        )
     return True

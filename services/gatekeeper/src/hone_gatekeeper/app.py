@@ -3,6 +3,8 @@ the `hone-gatekeeper` command (`serve`, the default, plus the admin commands of 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 
 import structlog
@@ -49,8 +51,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await keeper.refresh_production_accuracy()
         except Exception:
             log.exception("startup_reconciliation_failed")
+        rt.extras["reconcile"] = asyncio.create_task(
+            _keep_production_served(keeper, settings.gatekeeper.reconcile_seconds)
+        )
 
-    async def on_stop(_: Runtime) -> None:
+    async def on_stop(rt: Runtime) -> None:
+        task: asyncio.Task[None] | None = rt.extras.pop("reconcile", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await torchserve.aclose()
 
     app = create_service_app(
@@ -67,6 +77,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     return app
+
+
+async def _keep_production_served(keeper: Gatekeeper, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await keeper.ensure_production_served()
+        except Exception:
+            log.exception("production_reconciliation_failed")
 
 
 @cli.callback(invoke_without_command=True)

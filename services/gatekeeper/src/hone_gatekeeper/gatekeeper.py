@@ -111,6 +111,14 @@ class Gatekeeper:
     async def production_version(self) -> str | None:
         return await self._server.default_version(self._model)
 
+    async def ensure_production_served(self) -> str | None:
+        """Keep TorchServe and the registry agreeing on production: a served version the
+        registry does not know yet is adopted, and a production TorchServe lost (it keeps no
+        model across a restart) is loaded again from its archive; without this, scoring would
+        wait for the next candidate. Returns the version served, None if there is none."""
+        async with self._registry.lock(self._model):
+            return await self._production()
+
     async def _production(self, exclude: str | None = None) -> str | None:
         """TorchServe's default version, recorded in the registry if it was not there yet.
 

@@ -50,6 +50,12 @@ class GatekeeperSettings(BaseModel):
     lock_timeout_seconds: float = Field(
         900.0, gt=0, description="Longest wait for another decision on the same model to end."
     )
+    reconcile_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="How often TorchServe is checked for a lost production version (it keeps "
+        "no model across a restart), which is then loaded again from its archive.",
+    )
     keep_previous_registered: bool = Field(
         True,
         description="After a promotion, keep the previous production version loaded in "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, Field
 from hone_common.auth import Principal, Role, require_role
 from hone_common.events import utc_now
 from hone_common.http import ApiError
+from hone_common.ratelimit import RateLimiter
 from hone_ingest import metrics
 from hone_ingest.intake import Ingestor, Submission
 from hone_ingest.settings import Settings
@@ -55,7 +57,24 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-Uploader = Annotated[Principal, require_role(Role.CAMERA, Role.APP)]
+def _rate_limited(
+    request: Request, uploader: Annotated[Principal, require_role(Role.CAMERA, Role.APP)]
+) -> Principal:
+    """The key's holder, charged one upload; 429 with Retry-After beyond its rate."""
+    state = request.app.state
+    limiter: RateLimiter | None = getattr(state, "upload_limiter", None)
+    if limiter is None:  # one per app, made on first use from its settings
+        knobs = _settings(request).ingest
+        limiter = state.upload_limiter = RateLimiter(knobs.uploads_per_second, knobs.upload_burst)
+    wait = limiter.take(uploader.key_id)
+    if wait > 0:
+        metrics.refused("http", "rate_limited")
+        retry = str(max(1, math.ceil(wait)))
+        raise ApiError(429, "rate_limited", "too many uploads for this key", {"Retry-After": retry})
+    return uploader
+
+
+Uploader = Annotated[Principal, Depends(_rate_limited)]
 IngestorDep = Annotated[Ingestor, Depends(_ingestor)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
@@ -95,6 +114,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         413: "The image or the request body is too large.",
         415: "Not a PNG, JPEG or WebP image, or not a multipart body.",
         422: "Invalid metadata, an empty, damaged or oversized (pixels) image.",
+        429: "Too many uploads for this key: retry after `Retry-After` seconds.",
     }.items()
 }
 _ERRORS[200]["model"] = UploadAnswer

@@ -42,6 +42,12 @@ class IngestSettings(BaseModel):
     retry_seconds: float = Field(
         30.0, gt=0, description="How long a failing batch is retried before its partition rewinds."
     )
+    uploads_per_second: float = Field(
+        100.0, gt=0, description="Sustained HTTP uploads allowed per API key (per process)."
+    )
+    upload_burst: int = Field(
+        500, ge=1, description="Uploads one API key may send at once before being slowed (429)."
+    )
 
     @property
     def max_body_bytes(self) -> int:

@@ -118,7 +118,11 @@ class Labeling:
                     continue
                 new.discard(event.event_id)  # the same event twice in one batch counts once
                 try:
-                    ObjectRef.parse(event.payload.uri)
+                    ref = ObjectRef.parse(event.payload.uri)
+                    # The API reads and presigns what a task names: an event naming another
+                    # bucket (the models') must not turn a labeler into a download link.
+                    if ref.bucket != self._store.settings.images_bucket:
+                        raise ValueError(f"{ref.uri} is outside the image bucket")
                 except ValueError as error:
                     failures[event.event_id] = PermanentError(str(error))
                     outcomes.append("refused")

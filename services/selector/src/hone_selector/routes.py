@@ -13,7 +13,29 @@ from hone_common.service import Runtime
 from hone_selector.settings import Settings
 from hone_selector.stats import Stats, collect
 
-router = APIRouter(prefix="/v1/selector", tags=["selector"])
+_ERROR = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    }
+                },
+            }
+        }
+    }
+}
+router = APIRouter(
+    prefix="/v1/selector",
+    tags=["selector"],
+    responses={
+        401: {"description": "No API key, or an unknown or revoked one.", **_ERROR},
+        403: {"description": "The key's role may not do this (admin only).", **_ERROR},
+    },
+)
 Admin = Annotated[Principal, require_role(Role.ADMIN)]
 
 
@@ -34,7 +56,10 @@ async def stats(
         return await collect(conn, settings.selector.schema_name, settings.selector, days)
 
 
-@router.get("/decisions/{image_id}")
+@router.get(
+    "/decisions/{image_id}",
+    responses={404: {"description": "No decision for this image.", **_ERROR}},
+)
 async def decisions(request: Request, _: Admin, image_id: uuid.UUID) -> list[dict[str, Any]]:
     """Every decision taken for one image (one per model version that scored it)."""
     runtime, settings = _runtime(request)

@@ -1,0 +1,157 @@
+"""Property-based fuzzing of the ingest upload API and the selector's admin API with
+schemathesis: generated requests, valid and invalid, with a key of the right role (so they get
+past authentication), never get a 5xx, and every answer matches the OpenAPI document.
+
+(The labeling API has its own run: tests/integration/labeling/test_openapi_fuzz.py. The
+trainer's and gatekeeper's admin APIs are not fuzzed here: started on the shared stack they
+would join its model topics and act on the shared TorchServe.)
+
+Each API runs in a real uvicorn server in a thread (schemathesis calls it synchronously over
+HTTP), against the real stack: ingest with a consumer group of its own, the selector in a
+schema of its own. Bounded and reproducible: a fixed number of examples, a fixed seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+import schemathesis
+import uvicorn
+from fastapi import FastAPI
+from hypothesis import HealthCheck, seed, settings
+
+from hone_common.auth import ApiKeys, Role
+from hone_common.topics import Topic
+from hone_ingest.app import create_app as create_ingest
+from hone_ingest.settings import Settings as IngestSettings
+from hone_selector.app import create_app as create_selector
+from hone_selector.settings import Settings as SelectorSettings
+from tests.kafka_helpers import start_group_at_end
+
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_schema_conformance,
+]
+
+
+@dataclass(frozen=True)
+class LiveApi:
+    base_url: str
+    key: str
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def live(app: FastAPI, pool: asyncpg.Pool[Any], role: Role) -> AsyncIterator[LiveApi]:
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name=f"fuzz-{port}", daemon=True)
+    thread.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 90
+    while not server.started:
+        assert thread.is_alive(), "the API did not start"
+        assert loop.time() < deadline, "the API did not start within 90 s"
+        await asyncio.sleep(0.05)
+    principal, key = await ApiKeys(pool).issue(f"fuzz-{uuid.uuid4().hex[:8]}", role)
+    try:
+        yield LiveApi(f"http://127.0.0.1:{port}", key)
+    finally:
+        await ApiKeys(pool).revoke(principal.key_id)
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 30)
+
+
+def ingest_settings() -> IngestSettings:
+    base = IngestSettings()
+    group = f"fuzz-ingest-{uuid.uuid4().hex[:8]}"
+    return base.model_copy(update={"ingest": base.ingest.model_copy(update={"group_id": group})})
+
+
+def selector_settings() -> SelectorSettings:
+    base = SelectorSettings()
+    unique = uuid.uuid4().hex[:8]
+    knobs = {"schema_name": f"fuzz_selector_{unique}", "consumer_group": f"fuzz-selector-{unique}"}
+    return base.model_copy(update={"selector": base.selector.model_copy(update=knobs)})
+
+
+INGEST = ingest_settings()
+SELECTOR = selector_settings()
+
+
+@pytest.fixture(scope="module")
+async def ingest_api(pool: asyncpg.Pool[Any]) -> AsyncIterator[LiveApi]:
+    await start_group_at_end(
+        INGEST.kafka.bootstrap_servers, INGEST.ingest.group_id, [Topic.CAMERA_FRAMES.value]
+    )
+    async with live(create_ingest(INGEST), pool, Role.CAMERA) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+async def selector_api(pool: asyncpg.Pool[Any]) -> AsyncIterator[LiveApi]:
+    knobs = SELECTOR.selector
+    await start_group_at_end(
+        SELECTOR.kafka.bootstrap_servers,
+        knobs.consumer_group,
+        [Topic.IMAGE_SCORED.value, Topic.LABEL_SUBMITTED.value, Topic.MODEL_PROMOTED.value],
+    )
+    try:
+        async with live(create_selector(SELECTOR), pool, Role.ADMIN) as api:
+            yield api
+    finally:
+        await pool.execute(f"DROP SCHEMA IF EXISTS {knobs.schema_name} CASCADE")
+
+
+def call(case: Any, api: LiveApi) -> None:
+    case.call_and_validate(
+        base_url=api.base_url, headers={"Authorization": f"Bearer {api.key}"}, checks=CHECKS
+    )
+
+
+def bounded(examples: int) -> Callable[[Any], Any]:
+    def decorate(test: Any) -> Any:
+        test = settings(
+            max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck)
+        )(test)
+        return seed(20261125)(test)
+
+    return decorate
+
+
+# The documents the running apps serve, built from the same code (no server needed to read them).
+ingest_schema = schemathesis.openapi.from_dict(create_ingest(INGEST).openapi())
+selector_schema = schemathesis.openapi.from_dict(create_selector(SELECTOR).openapi())
+
+
+@ingest_schema.parametrize()
+@bounded(60)
+def test_generated_uploads_never_get_a_server_error(case: Any, ingest_api: LiveApi) -> None:
+    call(case, ingest_api)
+
+
+@selector_schema.parametrize()
+@bounded(40)
+def test_generated_selector_requests_never_get_a_server_error(
+    case: Any, selector_api: LiveApi
+) -> None:
+    call(case, selector_api)
