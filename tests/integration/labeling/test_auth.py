@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from hone_common.auth import Role
-from hone_labeling_api.ratelimit import RateLimiter
+from hone_common.ratelimit import RateLimiter
 from tests.integration.labeling.conftest import LabelingHarness
 
 TASK = str(uuid.uuid4())

@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 
 from hone_common.auth import Principal, Role
+from hone_common.ratelimit import RateLimiter
 from hone_labeling_api.app import create_app
-from hone_labeling_api.ratelimit import RateLimiter
 from hone_labeling_api.routes.page import STATIC
 from hone_labeling_api.schemas import ClassesOut
 from hone_labeling_api.settings import LabelingSettings, Settings

@@ -14,10 +14,10 @@ from fastapi.staticfiles import StaticFiles
 from hone_common.events import ImageScored, ReviewRequested
 from hone_common.http import error_body
 from hone_common.kafka import BatchFailures, create_broker, subscribe_batch
+from hone_common.ratelimit import RateLimiter
 from hone_common.service import Runtime, create_service_app, serve
 from hone_labeling_api.domain import LabelingError
 from hone_labeling_api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from hone_labeling_api.ratelimit import RateLimiter
 from hone_labeling_api.routes import classes, feedback, page, stats, tasks
 from hone_labeling_api.service import Labeling
 from hone_labeling_api.settings import SERVICE, Settings

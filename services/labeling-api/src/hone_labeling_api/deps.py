@@ -10,8 +10,8 @@ from fastapi import Depends, Header, Request
 
 from hone_common.auth import Principal, Role, require_role
 from hone_common.http import ApiError
+from hone_common.ratelimit import RateLimiter
 from hone_labeling_api import metrics
-from hone_labeling_api.ratelimit import RateLimiter
 from hone_labeling_api.schemas import IdempotencyKey
 from hone_labeling_api.service import Labeling
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hone_labeling_api.ratelimit import RateLimiter
+from hone_common.ratelimit import RateLimiter
 
 
 class Clock:
