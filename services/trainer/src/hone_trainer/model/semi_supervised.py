@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hone_trainer.model.architectures import conform
 from hone_trainer.model.data import as_image_tensor, as_label_indices
-from hone_trainer.model.training import TrainConfig, TrainedModel
+from hone_trainer.model.training import TrainConfig, TrainedModel, labelled_examples
 
 log = structlog.get_logger(__name__)
 
@@ -232,23 +232,10 @@ def fit(
     """
     config = config or TrainConfig()
     semi = semi or SemiSupervisedConfig()
-    classes = [str(c) for c in classes]
-    if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise ValueError(f"need at least 2 distinct class names, got {classes}")
-    spec = config.spec
-    pixels = conform(as_image_tensor(images), spec.channels, config.size)
-    targets = as_label_indices(labels, classes)
-    if len(pixels) != len(targets):
-        raise ValueError(f"{len(pixels)} images but {len(targets)} labels")
-    if len(targets) == 0:
-        raise ValueError("no training examples")
-    example_weights = (
-        np.ones(len(targets), dtype=np.float32)
-        if weights is None
-        else np.asarray(weights, dtype=np.float32)
+    classes, pixels, targets, example_weights = labelled_examples(
+        images, labels, classes, config, weights
     )
-    if example_weights.shape != targets.shape or not np.all(example_weights > 0):
-        raise ValueError("weights must be one positive number per example")
+    spec = config.spec
     pool = (
         conform(as_image_tensor(unlabelled), spec.channels, config.size)
         if unlabelled is not None and semi.unlabelled_ratio > 0

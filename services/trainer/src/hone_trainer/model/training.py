@@ -161,21 +161,15 @@ def _reproducible(config: TrainConfig) -> Iterator[None]:
             torch.use_deterministic_algorithms(deterministic)
 
 
-def train(
+def labelled_examples(
     images: npt.ArrayLike | torch.Tensor,
     labels: npt.ArrayLike,
     classes: Sequence[str],
-    config: TrainConfig | None = None,
-    init_state: dict[str, torch.Tensor] | None = None,
-    *,
+    config: TrainConfig,
     weights: npt.ArrayLike | None = None,
-) -> TrainedModel:
-    """Train `config.architecture` on labelled images; returns the best epoch's network.
-
-    `weights` (one per example, default 1) scale each example's loss: propagated labels count
-    less than human ones. `init_state` warm-starts from a parent model with the same classes.
-    """
-    config = config or TrainConfig()
+) -> tuple[list[str], torch.Tensor, npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Checked training inputs: class names, images conformed to the architecture, label
+    indices and per-example loss weights (default 1)."""
     classes = [str(c) for c in classes]
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise ValueError(f"need at least 2 distinct class names, got {classes}")
@@ -193,6 +187,28 @@ def train(
     )
     if example_weights.shape != targets.shape or not np.all(example_weights > 0):
         raise ValueError("weights must be one positive number per example")
+    return classes, pixels, targets, example_weights
+
+
+def train(
+    images: npt.ArrayLike | torch.Tensor,
+    labels: npt.ArrayLike,
+    classes: Sequence[str],
+    config: TrainConfig | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
+    *,
+    weights: npt.ArrayLike | None = None,
+) -> TrainedModel:
+    """Train `config.architecture` on labelled images; returns the best epoch's network.
+
+    `weights` (one per example, default 1) scale each example's loss: propagated labels count
+    less than human ones. `init_state` warm-starts from a parent model with the same classes.
+    """
+    config = config or TrainConfig()
+    classes, pixels, targets, example_weights = labelled_examples(
+        images, labels, classes, config, weights
+    )
+    spec = config.spec
 
     started = time.perf_counter()
     with _reproducible(config):
