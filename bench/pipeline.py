@@ -8,6 +8,12 @@ the ratio is comparable even on a shared, noisy machine.
 
     set -a; . .local-stack/hone.env; set +a
     .venv/bin/python -m bench.pipeline [--frames 3000] [--workers 1] [--out FILE.json]
+    .venv/bin/python -m bench.pipeline --architecture resnet18 --frame-size 224 --frames 600 \
+        --out bench/results/pipeline_resnet18.json
+
+The second form sends 224x224 RGB frames (the simulator's frames enlarged and tinted) to a
+ResNet-18, where the model's own work dominates. The in-process rate uses as many threads as
+TorchServe has workers (each worker runs one thread).
 
 Phase 1 publishes every frame at once (throughput); phase 2 publishes new frames at half the
 measured throughput (latency under a sustainable load).
@@ -29,6 +35,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,7 @@ import httpx
 import numpy as np
 import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from PIL import Image
 
 from hone_common.events import encode, image_id_for
 from hone_common.settings import ServiceSettings
@@ -61,14 +69,38 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-async def serve_model(settings: ServiceSettings, name: str, workers: int) -> tuple[str, str]:
+def enlarge(frame: SimFrame, size: int) -> SimFrame:
+    """The frame as a `size`x`size` RGB PNG: enlarged, and tinted so its channels differ."""
+    if size == 28:
+        return frame
+    gray = (
+        Image.open(io.BytesIO(frame.png))
+        .convert("L")
+        .resize((size, size), Image.Resampling.BILINEAR)
+    )
+    tint = np.asarray(gray, dtype=np.float32)[..., None] * np.array([1.0, 0.92, 0.8])
+    buffer = io.BytesIO()
+    Image.fromarray(tint.round().astype(np.uint8), "RGB").save(buffer, format="PNG")
+    payload = frame.event.payload.model_copy(update={"image": buffer.getvalue()})
+    return replace(frame, event=frame.event.model_copy(update={"payload": payload}))
+
+
+async def serve_model(
+    settings: ServiceSettings, name: str, workers: int, architecture: str
+) -> tuple[str, str]:
     data = load_fashion_mnist()
     seed_ids = split(data, seed=0).seed_set(per_class=20)
     client = TorchServeClient(settings.torchserve)
     try:
         result = await bootstrap(
             SeedSet(data.images[seed_ids], data.labels[seed_ids], list(data.classes)),
-            TrainConfig(epochs=2, threads=2, progress=False),
+            # Throughput does not depend on how well the model is trained: one or two epochs.
+            TrainConfig(
+                architecture=architecture,
+                epochs=2 if architecture == "small-cnn" else 1,
+                threads=2,
+                progress=False,
+            ),
             client=client,
             store=ObjectStore(settings.s3),
             bucket=settings.s3.models_bucket,
@@ -80,13 +112,16 @@ async def serve_model(settings: ServiceSettings, name: str, workers: int) -> tup
     return result.model_version, result.artifact_uri
 
 
-async def in_process_rate(settings: ServiceSettings, artifact_uri: str, pngs: list[bytes]) -> float:
-    """The served archive's model and handler code, scoring the same PNGs in batches of 64."""
+async def in_process_rate(
+    settings: ServiceSettings, artifact_uri: str, pngs: list[bytes], threads: int
+) -> float:
+    """The served archive's model and handler code, scoring the same PNGs in batches of 64 on
+    `threads` threads (the TorchServe workers' total)."""
     archive = await ObjectStore(settings.s3).get(ObjectRef.parse(artifact_uri))
     with tempfile.TemporaryDirectory() as tmp:
         zipfile.ZipFile(io.BytesIO(archive)).extractall(tmp)
         classifier = ImageClassifier.load(tmp)
-    torch.set_num_threads(1)  # as each TorchServe worker runs
+    torch.set_num_threads(threads)
     started = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(pngs), 64):
@@ -95,8 +130,45 @@ async def in_process_rate(settings: ServiceSettings, artifact_uri: str, pngs: li
     return len(pngs) / (time.perf_counter() - started)
 
 
+def process_tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system, with reaped children) of a process and its descendants,
+    read from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents.setdefault(int(fields[1]), []).append(pid)
+        used[pid] = sum(int(v) for v in fields[11:15]) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += used.get(pid, 0.0)
+        todo.extend(parents.get(pid, []))
+    return total
+
+
+def components(procs: dict[str, int]) -> dict[str, int]:
+    """The benchmark's services and the local stack's servers, by name, as root pids."""
+    found = dict(procs)
+    for pid_file in sorted((ROOT / ".local-stack" / "run").glob("*.pid")):
+        with contextlib.suppress(OSError, ValueError):
+            found[pid_file.stem] = int(pid_file.read_text().split()[0])
+    return found
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {name: process_tree_cpu_seconds(pid) for name, pid in pids.items()}
+
+
 @contextlib.asynccontextmanager
-async def services(run: str, model_name: str) -> AsyncIterator[None]:
+async def services(run: str, model_name: str) -> AsyncIterator[dict[str, int]]:
     env = {
         **os.environ,
         "HONE_LOG_LEVEL": "WARNING",
@@ -132,7 +204,7 @@ async def services(run: str, model_name: str) -> AsyncIterator[None]:
                     await asyncio.sleep(0.2)
                 else:
                     raise RuntimeError(f"service on {port} never became ready")
-        yield
+        yield {name: proc.pid for name, proc in zip(("ingest", "scorer"), procs, strict=True)}
     finally:
         for proc in procs:
             proc.terminate()
@@ -229,10 +301,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     name = f"hone-bench-pipeline-{run}"
     data = load_fashion_mnist()
     parts = split(data, seed=0)
-    frames = distinct(list(generate_frames(data, parts, args.frames, seed=int(run, 16) % 9973)))
-    later = distinct(list(generate_frames(data, parts, args.frames, seed=int(run, 16) % 9973 + 1)))
+    seed = int(run, 16) % 9973
+    frames = distinct(
+        [enlarge(f, args.frame_size) for f in generate_frames(data, parts, args.frames, seed=seed)]
+    )
+    later = distinct(
+        [
+            enlarge(f, args.frame_size)
+            for f in generate_frames(data, parts, args.frames, seed=seed + 1)
+        ]
+    )
     later = [f for f in later if f.png not in {g.png for g in frames}]
-    version, artifact = await serve_model(settings, name, args.workers)
+    version, artifact = await serve_model(settings, name, args.workers, args.architecture)
     result: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
         "command": " ".join(sys.argv),
@@ -241,16 +321,28 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "model": {
             "name": name,
             "version": version,
-            "architecture": "small-cnn",
+            "architecture": args.architecture,
+            "frame_size": args.frame_size,
+            "frame_bytes_mean": round(sum(len(f.png) for f in frames) / len(frames)),
             "torchserve_workers": args.workers,
         },
     }
     try:
         result["in_process_images_per_second"] = round(
-            await in_process_rate(settings, artifact, [f.png for f in frames]), 1
+            await in_process_rate(settings, artifact, [f.png for f in frames], args.workers), 1
         )
-        async with services(run, name):
+        async with services(run, name) as procs:
+            pids = components(procs)
+            before = cpu_snapshot(pids) | {"benchmark": time.process_time()}
             burst = await stream(frames, settings.kafka.bootstrap_servers, None, args.timeout)
+            after = cpu_snapshot(pids) | {"benchmark": time.process_time()}
+            # Where the CPU went during the burst: milliseconds per scored image by component
+            # (the benchmark itself publishes and consumes; it stands in for the cameras).
+            scored = max(1, burst["scored"])
+            burst["cpu_ms_per_image"] = {
+                name: round(1000 * (after[name] - before[name]) / scored, 3) for name in after
+            }
+            burst["cpu_ms_per_image_total"] = round(sum(burst["cpu_ms_per_image"].values()), 3)
             result["burst"] = burst
             half = burst["throughput_images_per_second"] / 2
             result["half_load"] = await stream(
@@ -273,6 +365,8 @@ if __name__ == "__main__":
     parser.add_argument("--frames", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=1, help="TorchServe workers")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--architecture", default="small-cnn", help="e.g. resnet18")
+    parser.add_argument("--frame-size", type=int, default=28, help="28, or e.g. 224 (RGB)")
     parser.add_argument("--out", type=Path, default=RESULTS / "pipeline.json")
     arguments = parser.parse_args()
     outcome = asyncio.run(main(arguments))

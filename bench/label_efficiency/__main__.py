@@ -46,6 +46,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="Seeds of the trainer ablation (default: the first seed).",
     )  # fmt: skip
     p.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    p.add_argument(
+        "--candidates", type=int, default=RunSpec.candidates,
+        help="Unlabelled pool frames scored per round (the selector's view of the stream).",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="Runs in parallel, 1 thread each.")
     p.add_argument("--out", type=Path, default=RESULTS / "label_efficiency.json")
     p.add_argument("--plot", type=Path, default=None, help="Default: --out with .png.")
@@ -124,7 +128,7 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
             RunSpec("hone", seed, budgets=budgets, weights=args.tuned_weights, label="hone-tuned")
             for seed in args.seeds
         ]
-    return specs
+    return [replace(spec, candidates=args.candidates) for spec in specs]
 
 
 def _weights(text: str) -> tuple[tuple[str, float], ...]:

@@ -2,9 +2,9 @@
 request. Registers a small-cnn model of its own (never touches the `hone` model) and removes it.
 
     set -a; . .local-stack/hone.env; set +a
-    .venv/bin/python services/scorer/bench/throughput.py --images 2000 --profile
+    .venv/bin/python bench/scorer_throughput.py --images 2000 --profile
 
-Writes services/scorer/bench/results/throughput.json (and scorer.prof with --profile).
+Writes bench/results/scorer_throughput.json (and scorer.prof with --profile).
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ async def main(args: argparse.Namespace) -> None:
             await client.unregister(version, model=name)
         await client.aclose()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "scorer_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 class InstantModel:

@@ -5,7 +5,7 @@ camera.frames first, then starts ingest in-process with a fresh consumer group p
 before them, and times from start-up until every frame's image.received has been read back.
 Runs against the local stack:
 
-    .venv/bin/python services/ingest/bench/throughput.py --frames 5000
+    .venv/bin/python bench/ingest_throughput.py --frames 5000
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from hone_ingest.settings import Settings
 
 
 def load_stack_env() -> None:
-    env = Path(__file__).resolve().parents[3] / ".local-stack" / "hone.env"
+    env = Path(__file__).resolve().parents[1] / ".local-stack" / "hone.env"
     if env.exists():
         for line in env.read_text().splitlines():
             line = line.strip().removeprefix("export ").strip()
