@@ -50,6 +50,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--candidates", type=int, default=RunSpec.candidates,
         help="Unlabelled pool frames scored per round (the selector's view of the stream).",
     )  # fmt: skip
+    p.add_argument(
+        "--power", type=float, default=None,
+        help='Also run "hone-power" and "margin-power": picks drawn with probability '
+        "priority ** POWER instead of the top priorities.",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="Runs in parallel, 1 thread each.")
     p.add_argument("--out", type=Path, default=RESULTS / "label_efficiency.json")
     p.add_argument("--plot", type=Path, default=None, help="Default: --out with .png.")
@@ -123,6 +128,12 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
         for seed in args.long_seeds
         for strategy in ("hone", "random", "margin")
     ]
+    if args.power is not None:
+        specs += [
+            RunSpec(strategy, seed, budgets=budgets, power=args.power, label=f"{strategy}-power")
+            for seed in args.seeds
+            for strategy in ("hone", "margin")
+        ]
     if args.tuned_weights:
         specs += [
             RunSpec("hone", seed, budgets=budgets, weights=args.tuned_weights, label="hone-tuned")
@@ -244,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "targets": {
             name: targets(runs, hone=name)
-            for name in ("hone", "hone-tuned")
+            for name in ("hone", "hone-tuned", "hone-power")
             if any((r["spec"].get("label") or r["spec"]["strategy"]) == name for r in runs)
         },
         "aggregates": aggregate(runs),

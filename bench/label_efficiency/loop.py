@@ -90,6 +90,8 @@ class RunSpec:
     pseudo_weight: float = 0.5
     chunk: int = 50
     threads: int = 1
+    power: float | None = None
+    """Stochastic acquisition: draw picks with probability priority ** power (None: top-k)."""
     weights: tuple[tuple[str, float], ...] = ()
     """Strategy weights of "hone" other than the selector's defaults (name, weight) pairs."""
     label: str = ""
@@ -235,6 +237,7 @@ def run(world: World, spec: RunSpec, log: Any = None) -> RunResult:
                 rng,
                 version,
                 chunk=spec.chunk,
+                power=spec.power,
             )
             labels.add(pick.frames)
             seconds["select"] = time.perf_counter() - began - seconds["score"]

@@ -177,8 +177,15 @@ def choose(
     rng: np.random.Generator,
     model_version: str,
     chunk: int = 50,
+    power: float | None = None,
 ) -> Pick:
-    """`count` candidates for `strategy`, at most one per object, answered chunk by chunk."""
+    """`count` candidates for `strategy`, at most one per object, answered chunk by chunk.
+
+    By default the highest priorities are taken (top-k). With `power`, candidates are drawn
+    without replacement with probability proportional to priority ** power (Gumbel top-k):
+    stochastic acquisition, which spreads a batch over many moderately uncertain images
+    instead of the few most extreme ones (Kirsch et al., 2023).
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     scores = scores_for(world, candidates, probabilities, model_version)
@@ -221,7 +228,11 @@ def choose(
             if fixed is not None
             else _state_priorities(strategy, scores, knowledge, per_image, settings)
         )
-        order = np.lexsort((tiebreak, -priority)).astype(np.int64)
+        if power is None:
+            order = np.lexsort((tiebreak, -priority)).astype(np.int64)
+        else:
+            keys = power * np.log(np.maximum(priority, 1e-9)) + rng.gumbel(size=len(priority))
+            order = np.argsort(-keys, kind="stable").astype(np.int64)
         got = take(order, min(chunk, count - len(picked)))
         if not got:
             break

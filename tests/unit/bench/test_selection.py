@@ -145,3 +145,25 @@ def test_pseudo_labels_skip_labelled_frames_and_requested_objects(world: World) 
     assert not requested.any()
     assert len(frames) == int(labels.candidates().sum())
     assert (world.pool.labels[frames] == classes).all()
+
+
+def test_power_sampling_favours_high_priorities_without_taking_only_the_top(world: World) -> None:
+    candidates = candidates_of(world)
+    probabilities = probabilities_for(world, candidates)
+    top2 = np.sort(probabilities, axis=1)[:, -2:]
+    margins = top2[:, 1] - top2[:, 0]
+
+    def picked_margins(power: float | None, seed: int) -> np.ndarray:
+        pick = choose(
+            "margin", 40, world, candidates, probabilities, Knowledge(world.classes), None,
+            SelectorSettings(), np.random.default_rng(seed), "v1", power=power,
+        )  # fmt: skip
+        assert len(set(world.pool.object_index[pick.frames].tolist())) == 40
+        return margins[np.isin(candidates, pick.frames)]
+
+    top = picked_margins(None, 0)
+    drawn = np.concatenate([picked_margins(1.0, seed) for seed in range(5)])
+    # Stochastic: some picks are not among the 40 smallest margins ...
+    assert drawn.max() > top.max()
+    # ... but it still prefers small margins over a uniform draw.
+    assert drawn.mean() < margins.mean()
