@@ -194,6 +194,7 @@ def savings(ours: dict[int, Run], baseline: Sequence[Run]) -> dict[str, Any]:
     return {
         "measure": "labels needed to match random's accuracy at each budget, / that budget",
         "per_budget": {
-            str(b): {**spread(v), "not_reached": missing[b]} for b, v in sorted(shares.items())
+            str(b): {**(spread(shares[b]) if shares[b] else {}), "not_reached": missing[b]}
+            for b in sorted(set(shares) | set(missing))
         },
     }

@@ -88,7 +88,8 @@ def savings_table(document: dict[str, Any]) -> str:
         "| --- | --- | --- |",
     ]
     for budget, share in per_budget["per_budget"].items():
-        lines.append(f"| {budget} | {_pm(share, 1.0, 2)} | {share['not_reached']} |")
+        measured = _pm(share, 1.0, 2) if "mean" in share else "-"
+        lines.append(f"| {budget} | {measured} | {share['not_reached']} |")
     return "\n".join(lines)
 
 
@@ -98,6 +99,8 @@ def targets_table(document: dict[str, Any]) -> str:
 
     def ratios(key: str) -> str:
         rows = hone[key]["per_seed"]
+        if not rows:
+            return "not run"
         return ", ".join("not reached" if r["ratio"] is None else f"{r['ratio']:.2f}" for r in rows)
 
     reach = hone["hone_reaches_88_within_2000"]["labels"]["per_seed"]
