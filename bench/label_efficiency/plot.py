@@ -18,6 +18,8 @@ COLOURS = {
     "hone-long": "darkred",
     "random-long": "black",
     "margin-long": "navy",
+    "hone-power": "tab:olive",
+    "margin-power": "tab:cyan",
     "uncertainty": "tab:orange",
     "margin": "tab:blue",
     "rarity": "tab:green",
