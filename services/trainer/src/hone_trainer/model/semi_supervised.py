@@ -27,7 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hone_trainer.model.architectures import conform
 from hone_trainer.model.data import as_image_tensor, as_label_indices
-from hone_trainer.model.training import TrainConfig, TrainedModel, labelled_examples
+from hone_trainer.model.training import (
+    TrainConfig,
+    TrainedModel,
+    labelled_examples,
+    new_model,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -254,19 +259,7 @@ def fit(
 
     started = time.perf_counter()
     with _seeded(config):
-        network = spec.build(len(classes))
-        if init_state is not None:
-            network.load_state_dict(init_state)
-        trained = TrainedModel(
-            network=network,
-            architecture=spec.name,
-            classes=classes,
-            input_size=config.size,
-            channels=spec.channels,
-            mean=spec.mean,
-            std=spec.std,
-            config=config,
-        )
+        trained = new_model(config, classes, init_state)
         stats = _steps(trained, pixels, targets, example_weights, pool, extra, semi)
         trained.train_examples = len(targets)
         trained.best_epoch = 1

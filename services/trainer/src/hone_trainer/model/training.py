@@ -190,6 +190,27 @@ def labelled_examples(
     return classes, pixels, targets, example_weights
 
 
+def new_model(
+    config: TrainConfig, classes: list[str], init_state: dict[str, torch.Tensor] | None = None
+) -> TrainedModel:
+    """A network of `config.architecture` for `classes`, fresh or warm-started from a parent's
+    weights (same classes and architecture)."""
+    spec = config.spec
+    network = spec.build(len(classes))
+    if init_state is not None:
+        network.load_state_dict(init_state)
+    return TrainedModel(
+        network=network,
+        architecture=spec.name,
+        classes=classes,
+        input_size=config.size,
+        channels=spec.channels,
+        mean=spec.mean,
+        std=spec.std,
+        config=config,
+    )
+
+
 def train(
     images: npt.ArrayLike | torch.Tensor,
     labels: npt.ArrayLike,
@@ -212,19 +233,7 @@ def train(
 
     started = time.perf_counter()
     with _reproducible(config):
-        network = spec.build(len(classes))
-        if init_state is not None:
-            network.load_state_dict(init_state)
-        trained = TrainedModel(
-            network=network,
-            architecture=spec.name,
-            classes=classes,
-            input_size=config.size,
-            channels=spec.channels,
-            mean=spec.mean,
-            std=spec.std,
-            config=config,
-        )
+        trained = new_model(config, classes, init_state)
         train_idx, val_idx = validation_split(targets, config.validation_fraction, config.seed)
         _fit(trained, pixels, targets, example_weights, train_idx, val_idx)
         trained.train_examples = len(train_idx)
