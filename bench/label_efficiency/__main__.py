@@ -12,10 +12,12 @@ import argparse
 import fnmatch
 import json
 import logging
+import multiprocessing
 import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -183,6 +185,22 @@ def _execute(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
     return run(_worlds[spec.seed], spec, progress).to_json()
 
 
+def _run_all(
+    todo: list[RunSpec], options: dict[str, Any], workers: int
+) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+    """Runs in this process (one worker), or in a pool of fresh "spawn" processes: forking a
+    process that already runs threads (torch, a test session's clients) can deadlock."""
+    if workers <= 1 or len(todo) == 1:
+        for spec in todo:
+            yield spec, _execute(spec, options)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+        futures = {pool.submit(_execute, spec, options): spec for spec in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
 def run_cache(args: argparse.Namespace) -> Path:
     base = args.cache_dir or default_cache_dir() / "label-efficiency"
     return Path(base).expanduser() / ("runs-quick" if args.quick else "runs")
@@ -227,14 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         # Worlds are rendered once per seed before the pool starts, not by racing workers.
         for seed in sorted({s.seed for s in todo}):
             build_world(seed, **options)
-        with ProcessPoolExecutor(max_workers=max(1, min(args.workers, len(todo)))) as pool:
-            futures = {pool.submit(_execute, spec, options): spec for spec in todo}
-            for future in as_completed(futures):
-                spec = futures[future]
-                result = future.result()
-                (cache / f"{spec.key}.json").write_text(json.dumps(result, indent=1))
-                runs.append(result)
-                print(f"done {spec.key} in {result['seconds']:.0f} s", file=sys.stderr)
+        for spec, result in _run_all(todo, options, args.workers):
+            (cache / f"{spec.key}.json").write_text(json.dumps(result, indent=1))
+            runs.append(result)
+            print(f"done {spec.key} in {result['seconds']:.0f} s", file=sys.stderr)
     order = {spec.key: i for i, spec in enumerate(specs)}
     runs.sort(key=lambda r: order[RunSpec(**_spec_args(r["spec"])).key])
     document = {
