@@ -65,19 +65,32 @@ def recipe_table(document: dict[str, Any], strategy: str = "hone") -> str:
         return ""
     common = set.intersection(*({r["spec"]["seed"] for r in v} for v in grouped.values()))
     budgets = curve(next(iter(grouped.values()))[0])[0]
-    lines = [
-        f"Seeds: {', '.join(map(str, sorted(common)))}.",
-        "",
-        "| recipe | " + " | ".join(str(b) for b in budgets) + " | AUC |",
-        "|" + " --- |" * (len(budgets) + 2),
-    ]
+    lines = _seeded_header(sorted(common), "recipe", budgets, ["AUC"])
     for recipe, members in sorted(grouped.items()):
         chosen = [m for m in members if m["spec"]["seed"] in common]
-        accuracy = [sum(col) / len(col) for col in zip(*(curve(m)[1] for m in chosen), strict=True)]
         auc = sum(normalised_auc(*curve(m)) for m in chosen) / len(chosen)
-        cells = [f"{100 * a:.1f}" for a in accuracy]
-        lines.append(f"| {recipe} | " + " | ".join(cells) + f" | {100 * auc:.1f} |")
+        cells = [*_mean_accuracy(chosen), f"{100 * auc:.1f}"]
+        lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _seeded_header(seeds: list[int], first: str, budgets: list[int], extra: list[str]) -> list[str]:
+    """A table's seed line and header: `first`, one column per budget, then `extra`."""
+    columns = [first, *map(str, budgets), *extra]
+    return [
+        f"Seeds: {', '.join(map(str, seeds))}.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + " --- |" * len(columns),
+    ]
+
+
+def _mean_accuracy(runs: list[dict[str, Any]]) -> list[str]:
+    """Accuracy (%) per budget, averaged over `runs`."""
+    from bench.label_efficiency.report import curve
+
+    columns = zip(*(curve(r)[1] for r in runs), strict=True)
+    return [f"{100 * sum(c) / len(c):.1f}" for c in columns]
 
 
 def savings_table(document: dict[str, Any]) -> str:
@@ -142,20 +155,13 @@ def long_table(document: dict[str, Any]) -> str:
         return ""
     seeds = sorted({r["spec"]["seed"] for v in longs.values() for r in v})
     budgets = curve(next(iter(longs.values()))[0])[0]
-    lines = [
-        f"Seeds: {', '.join(map(str, seeds))}.",
-        "",
-        "| strategy, trainer | " + " | ".join(str(b) for b in budgets) + " |",
-        "|" + " --- |" * (len(budgets) + 1),
-    ]
+    lines = _seeded_header(seeds, "strategy, trainer", budgets, [])
     for strategy, members in sorted(longs.items()):
         normal = [r for r in grouped.get((strategy, "full"), []) if r["spec"]["seed"] in seeds]
         for name, runs in ((f"{strategy}, full", normal), (f"{strategy}, long", members)):
             if not runs:
                 continue
-            columns = zip(*(curve(r)[1] for r in runs), strict=True)
-            cells = [f"{100 * sum(c) / len(c):.1f}" for c in columns]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | " + " | ".join(_mean_accuracy(runs)) + " |")
     return "\n".join(lines)
 
 
