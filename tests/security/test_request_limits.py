@@ -22,9 +22,10 @@ MAX_BODY = 64 * 1024
 
 @pytest.fixture(scope="module")
 async def api(pool: asyncpg.Pool[Any], store: ObjectStore) -> AsyncIterator[LabelingProcess]:
-    # A small bucket per key, so the rate limit is reached within a test.
+    # A small bucket per key, so the rate limit is reached within a test, refilling slowly enough
+    # (a token per 20 s) that a slow machine cannot refill it between two requests of one test.
     knobs = {
-        "HONE_LABELING__RATE_LIMIT__REQUESTS_PER_SECOND": "2",
+        "HONE_LABELING__RATE_LIMIT__REQUESTS_PER_SECOND": "0.05",
         "HONE_LABELING__RATE_LIMIT__BURST": "40",
     }
     async with labeling_process(pool, store, **knobs) as running:

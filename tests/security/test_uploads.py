@@ -225,7 +225,8 @@ async def test_a_key_uploading_over_its_rate_is_told_to_wait_and_other_keys_are_
     polite, polite_key = await registry.issue(
         f"security-polite-{uuid.uuid4().hex[:6]}", Role.CAMERA
     )
-    async with running_ingest(uploads_per_second=0.2, upload_burst=3) as http:
+    # One token back every 1,000 s: far longer than the test, however slow the machine.
+    async with running_ingest(uploads_per_second=0.001, upload_burst=3) as http:
         statuses = [
             (await upload(http, greedy_key, png(), "x.png", "image/png")).status_code
             for _ in range(5)
