@@ -114,7 +114,9 @@ async def test_good_frames_are_stored_and_announced_once_and_bad_ones_dead_lette
         ref = ObjectRef.parse(payload.uri)
         assert ref.bucket == bucket
         assert ref.key.startswith(f"images/{digest[:2]}/{digest}.")
-        assert hashlib.sha256(await store.get(ref)).hexdigest() == digest
+        stored = await store.get(ref)
+        assert hashlib.sha256(stored).hexdigest() == digest
+        assert payload.image == stored  # small images travel inline too (default 8 KiB)
     assert by_id[str(image_id_for(digests[1]))].format == "JPEG"
     assert (
         by_id[str(image_id_for(digests[1]))].width,

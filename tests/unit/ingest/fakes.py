@@ -76,12 +76,13 @@ class FakeCatalog:
 
 
 def make_ingestor(
-    catalog: FakeCatalog | None = None, limits: Limits = LIMITS
+    catalog: FakeCatalog | None = None, limits: Limits = LIMITS, inline_image_bytes: int = 0
 ) -> tuple[Ingestor, FakeCatalog, Objects]:
     catalog = catalog or FakeCatalog()
     objects = Objects()
     bucket = ImageBucket(objects.store, BUCKET, "images")
-    return Ingestor(catalog, bucket, limits), catalog, objects
+    ingestor = Ingestor(catalog, bucket, limits, inline_image_bytes=inline_image_bytes)
+    return ingestor, catalog, objects
 
 
 def frame_event(

@@ -62,6 +62,24 @@ async def test_the_announcement_carries_the_frames_metadata_and_utc_capture_time
     assert payload.uri.endswith(".jpg")
 
 
+async def test_images_up_to_the_inline_size_travel_in_their_announcement_too() -> None:
+    small, large = corpus.png(8, 8), corpus.png(200, 200)
+    ingestor, catalog, store = make_ingestor(inline_image_bytes=len(small))
+    await ingestor.ingest([upload(small), upload(large)])
+
+    announced = {a.payload.sha256: a.payload for a in catalog.announced}
+    assert announced[hashlib.sha256(small).hexdigest()].image == small
+    assert announced[hashlib.sha256(large).hexdigest()].image is None
+    assert len(await store.keys()) == 2  # inline or not, every image is stored
+
+
+async def test_no_image_travels_inline_when_the_inline_size_is_zero() -> None:
+    ingestor, catalog, _ = make_ingestor(inline_image_bytes=0)
+    await ingestor.ingest([upload(corpus.png(8, 8))])
+
+    assert catalog.announced[0].payload.image is None
+
+
 async def test_the_same_bytes_twice_in_one_batch_are_stored_once() -> None:
     ingestor, catalog, store = make_ingestor()
     data = corpus.png()

@@ -24,7 +24,7 @@ CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 UNDECODABLE = b"not an image at all"
 
 
-def received(data: bytes, camera: str = "cam-1") -> ImageReceived:
+def received(data: bytes, camera: str = "cam-1", *, inline: bytes | None = None) -> ImageReceived:
     digest = hashlib.sha256(data).hexdigest()
     image_id = uuid.uuid5(uuid.NAMESPACE_OID, digest)
     return ImageReceived(
@@ -42,6 +42,7 @@ def received(data: bytes, camera: str = "cam-1") -> ImageReceived:
             object_id="obj-1",
             metadata={"site": "north", "exposure": 0.25},
             quality=Quality(brightness=0.4, contrast=0.2, sharpness=12.5),
+            image=inline,
         ),
     )
 

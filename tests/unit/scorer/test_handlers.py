@@ -209,6 +209,33 @@ async def test_bytes_that_do_not_match_the_events_hash_are_dead_lettered(
     assert [letter.error_type for letter in scorer.letters] == ["ImageCorrupt"]
 
 
+async def test_images_carried_inline_are_scored_without_reading_the_store(
+    scorer: Harness,
+) -> None:
+    inline = [received(data, inline=data) for data in (b"one", b"two", b"three")]
+    (stored,) = scorer.stored_images(b"four")
+
+    await scorer.deliver(*inline, stored)
+
+    assert scorer.scored_ids() == [e.payload.image_id for e in (*inline, stored)]
+    assert scorer.store.reads == 1
+    assert scorer.letters == []
+
+
+async def test_inline_bytes_that_do_not_match_the_events_hash_are_dead_lettered(
+    scorer: Harness,
+) -> None:
+    good = received(b"good", inline=b"good")
+    swapped = received(b"original", inline=b"replaced by something else")
+
+    await scorer.deliver(good, swapped)
+
+    assert scorer.scored_ids() == [good.payload.image_id]
+    assert [letter.error_type for letter in scorer.letters] == ["ImageCorrupt"]
+    assert "inline image" in scorer.letters[0].error
+    assert scorer.store.reads == 0
+
+
 async def test_a_prediction_that_is_not_a_distribution_is_dead_lettered(scorer: Harness) -> None:
     good, bad = scorer.stored_images(b"good", b"bad")
     scorer.torchserve.rows[b"bad"] = [float("nan")] * len(CLASSES)

@@ -27,6 +27,9 @@ from hone_common.topics import Topic
 MAX_FRAME_BYTES = 1024 * 1024
 """Largest image a camera frame may carry inline (DESIGN.md §2)."""
 
+MAX_INLINE_RECEIVED_BYTES = 64 * 1024
+"""Largest image an `image.received` event may carry beside its URI."""
+
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
 ]
@@ -133,6 +136,12 @@ class ReceivedImage(Contract):
     object_id: Identifier | None = None
     metadata: Metadata = Field(default_factory=dict)
     quality: Quality
+    image: bytes | None = Field(
+        None,
+        max_length=MAX_INLINE_RECEIVED_BYTES,
+        description="The stored bytes again, for small images (base64 in JSON): consumers may "
+        "use them instead of reading `uri`. Absent for large images.",
+    )
 
 
 class ImageReceived(Event):

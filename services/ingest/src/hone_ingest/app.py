@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             decoder=decoder,
             decode_chunks=knobs.decode_threads,
             store_concurrency=knobs.store_concurrency,
+            inline_image_bytes=knobs.inline_image_bytes,
         )
 
     async def on_stop(rt: Runtime) -> None:

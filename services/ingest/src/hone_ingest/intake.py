@@ -119,6 +119,7 @@ class Ingestor:
         decoder: Executor | None = None,
         decode_chunks: int = 2,
         store_concurrency: int = 32,
+        inline_image_bytes: int = 0,
     ) -> None:
         self._catalog = catalog
         self._bucket = bucket
@@ -126,6 +127,7 @@ class Ingestor:
         self._decoder = decoder
         self._decode_chunks = decode_chunks
         self._store_slots = asyncio.Semaphore(store_concurrency)
+        self._inline_image_bytes = inline_image_bytes
 
     async def ingest(self, submissions: Sequence[Submission]) -> list[Outcome]:
         """One outcome per submission, in order. Refusals are outcomes; a failure of the
@@ -196,7 +198,7 @@ class Ingestor:
         uris = dict(zip(fresh, puts, strict=True))
         try:
             stored = await self._catalog.record(
-                [_new_image(firsts[sha], uris[sha]) for sha in fresh], _unique_frames(items)
+                [self._new_image(firsts[sha], uris[sha]) for sha in fresh], _unique_frames(items)
             )
         except Unstorable as error:
             log.warning("batch_unstorable_recording_one_by_one", size=len(items), error=str(error))
@@ -211,7 +213,7 @@ class Ingestor:
         stored: set[str] = set()
         for item in items:
             sha, frame = item.sha256, item.submission.frame
-            images = [_new_image(item, uris[sha])] if sha in uris and sha not in stored else []
+            images = [self._new_image(item, uris[sha])] if sha in uris and sha not in stored else []
             try:
                 recorded = await self._catalog.record(images, [frame] if frame else [])
             except Unstorable as error:
@@ -225,6 +227,36 @@ class Ingestor:
         assert item.inspection is not None
         async with self._store_slots:
             return await self._bucket.put(item.data, item.sha256, item.inspection)
+
+    def _new_image(self, item: _Item, uri: str) -> NewImage:
+        submission, inspection = item.submission, item.inspection
+        assert inspection is not None
+        metadata = submission.metadata
+        image_id = image_id_for(item.sha256)
+        announcement = ImageReceived(
+            producer=PRODUCER,
+            correlation_id=image_id,
+            payload=ReceivedImage(
+                image_id=image_id,
+                uri=uri,
+                sha256=item.sha256,
+                width=inspection.width,
+                height=inspection.height,
+                format=inspection.format,
+                camera_id=metadata.camera_id,
+                captured_at=metadata.captured_at.astimezone(UTC),
+                object_id=metadata.object_id,
+                metadata=metadata.extra,
+                quality=inspection.quality,
+                image=item.data if len(item.data) <= self._inline_image_bytes else None,
+            ),
+        )
+        return NewImage(
+            announcement=announcement,
+            size=len(item.data),
+            source=submission.source,
+            frame_id=submission.frame.event_id if submission.frame else None,
+        )
 
 
 def _count(items: Sequence[_Item], elapsed: float) -> None:
@@ -267,33 +299,3 @@ def _unique_frames(items: Sequence[_Item]) -> list[FrameCaptured]:
         if frame is not None:
             frames.setdefault(frame.event_id, frame)
     return list(frames.values())
-
-
-def _new_image(item: _Item, uri: str) -> NewImage:
-    submission, inspection = item.submission, item.inspection
-    assert inspection is not None
-    metadata = submission.metadata
-    image_id = image_id_for(item.sha256)
-    announcement = ImageReceived(
-        producer=PRODUCER,
-        correlation_id=image_id,
-        payload=ReceivedImage(
-            image_id=image_id,
-            uri=uri,
-            sha256=item.sha256,
-            width=inspection.width,
-            height=inspection.height,
-            format=inspection.format,
-            camera_id=metadata.camera_id,
-            captured_at=metadata.captured_at.astimezone(UTC),
-            object_id=metadata.object_id,
-            metadata=metadata.extra,
-            quality=inspection.quality,
-        ),
-    )
-    return NewImage(
-        announcement=announcement,
-        size=len(item.data),
-        source=submission.source,
-        frame_id=submission.frame.event_id if submission.frame else None,
-    )

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from hone_common.events import MAX_FRAME_BYTES
+from hone_common.events import MAX_FRAME_BYTES, MAX_INLINE_RECEIVED_BYTES
 from hone_common.settings import HttpSettings, ServiceSettings
 
 
@@ -21,6 +21,13 @@ class IngestSettings(BaseModel):
     )
     max_metadata_bytes: int = Field(
         16 * 1024, ge=64, description="Largest `metadata` JSON part of an upload, in bytes."
+    )
+    inline_image_bytes: int = Field(
+        8 * 1024,
+        ge=0,
+        le=MAX_INLINE_RECEIVED_BYTES,
+        description="Images up to this size also travel inside image.received, so the scorer "
+        "need not read them back from the object store; 0 turns this off.",
     )
     images_prefix: str = Field(
         "images", pattern=r"^[a-z0-9][a-z0-9/_-]*$", description="Key prefix in the image bucket."

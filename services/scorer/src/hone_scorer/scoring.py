@@ -161,9 +161,10 @@ class BatchOutcome:
 
 
 class Scorer:
-    """Scores a batch in chunks of `images_per_request`: each chunk's images are fetched
-    concurrently and sent to the model as soon as they are in, so fetching one chunk overlaps
-    with inference on another; at most `inference_concurrency` requests are in flight."""
+    """Scores a batch in chunks of `images_per_request`: each chunk's images (those not carried
+    inline by their event) are fetched concurrently and sent to the model as soon as they are
+    in, so fetching one chunk overlaps with inference on another; at most
+    `inference_concurrency` requests are in flight."""
 
     def __init__(
         self,
@@ -213,14 +214,19 @@ class Scorer:
                 outcome.failed[event.event_id] = error
 
     async def _fetch(self, event: ImageReceived, outcome: BatchOutcome) -> bytes | None:
-        try:
-            data = await self._images.fetch(event.payload.uri)
-        except Unscorable as error:
-            outcome.failed[event.event_id] = error
-            return None
-        if hashlib.sha256(data).hexdigest() != event.payload.sha256:
+        """The event's image: carried inline when small, else read from the object store."""
+        image = event.payload
+        data = image.image
+        if data is None:
+            try:
+                data = await self._images.fetch(image.uri)
+            except Unscorable as error:
+                outcome.failed[event.event_id] = error
+                return None
+        if hashlib.sha256(data).hexdigest() != image.sha256:
+            where = "the inline image" if image.image is not None else image.uri
             outcome.failed[event.event_id] = ImageCorrupt(
-                f"{event.payload.uri} does not hash to the event's sha256"
+                f"{where} does not hash to the event's sha256"
             )
             return None
         return data
