@@ -75,3 +75,41 @@ def test_a_state_of_another_bin_count_starts_afresh() -> None:
     feed(threshold, [0.9] * 100, per_second=1, start=T0)
     other = AdaptiveThreshold(SETTINGS.model_copy(update={"bins": 50}), threshold.state(), T0)
     assert other.value(0.001, T0) == 0.0
+
+
+PROPORTIONAL = SETTINGS.model_copy(update={"acceptance": "proportional"})
+
+
+def expected_share(threshold: AdaptiveThreshold, priorities: list[float], value: float) -> float:
+    return sum(threshold.acceptance(p, value) for p in priorities) / len(priorities)
+
+
+@pytest.mark.parametrize(
+    ("power", "budget_rate"), [(1.0, 0.05), (1.0, 0.5), (2.0, 0.5), (1.0, 4.0)]
+)
+def test_proportional_acceptance_expects_the_share_the_budget_allows(
+    power: float, budget_rate: float
+) -> None:
+    rng = random.Random(3)
+    priorities = [rng.random() ** 2 for _ in range(6000)]  # skewed low, like real priorities
+    threshold = AdaptiveThreshold(PROPORTIONAL.model_copy(update={"power": power}), None, T0)
+    now = feed(threshold, priorities, per_second=5, start=T0)
+    recent = priorities[-2000:]  # the histogram decays over 2,000 images
+
+    value = threshold.value(budget_rate, now)
+
+    assert expected_share(threshold, recent, value) == pytest.approx(budget_rate / 5, rel=0.1)
+
+
+def test_proportional_acceptance_keeps_some_images_the_quantile_turns_away() -> None:
+    rng = random.Random(4)
+    priorities = [rng.random() for _ in range(6000)]
+    quantile, proportional = (AdaptiveThreshold(s, None, T0) for s in (SETTINGS, PROPORTIONAL))
+    for t in (quantile, proportional):
+        now = feed(t, priorities, per_second=5, start=T0)
+    q, p = quantile.value(0.5, now), proportional.value(0.5, now)
+
+    assert quantile.acceptance(0.5, q) == 0.0  # the top 10% only
+    assert 0.0 < proportional.acceptance(0.5, p) < proportional.acceptance(0.6, p) < 1.0
+    assert proportional.acceptance(0.0, p) == 0.0
+    assert quantile.acceptance(q, q) == 1.0

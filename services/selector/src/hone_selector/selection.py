@@ -7,8 +7,9 @@ threshold and budget checks, in that order. Pure: the state comes in, the decisi
 3. An image in the random-control sample is requested with strategy `random` if the random
    bucket has a token; otherwise it competes like any other image.
 4. Otherwise it is requested when its priority is positive, the threshold has warmed up,
-   the priority reaches the adaptive threshold (`threshold.py`) and every budget bucket it
-   needs has a token (`budget.py`).
+   the priority reaches the adaptive threshold (`threshold.py`; with proportional acceptance,
+   a reproducible draw per image passes with probability min(1, (priority / threshold) **
+   power)) and every budget bucket it needs has a token (`budget.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from hone_selector.duplicates import DuplicateIndex, RequestedImage
 from hone_selector.priority import combine
 from hone_selector.settings import SelectorSettings
 from hone_selector.strategies import StrategyScore
-from hone_selector.strategies.random_control import in_random_control, random_reason
+from hone_selector.strategies.random_control import in_random_control, random_draw, random_reason
 from hone_selector.strategies.rarity import rarity
 from hone_selector.strategies.slice_risk import SliceTable, slice_risk
 from hone_selector.strategies.uncertainty import uncertainty
@@ -135,7 +136,10 @@ class Selector:
             return decision(NO_SIGNAL, threshold)
         if state.threshold.warming_up:
             return decision(WARMING_UP)
-        if priority.value < threshold:
+        chance = state.threshold.acceptance(priority.value, threshold)
+        if chance <= 0.0 or (
+            chance < 1.0 and random_draw(scores.image_id, f"{seed}:accept") >= chance
+        ):
             return decision(BELOW_THRESHOLD, threshold)
         names = state.budget.strategic_buckets(scores.camera_id, scores.label)
         refused = state.budget.try_take(names, now, factor)

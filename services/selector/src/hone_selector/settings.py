@@ -6,7 +6,7 @@ Every knob is an environment variable, e.g. `HONE_SELECTOR__BUDGET__REVIEWS_PER_
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -105,6 +105,16 @@ class ThresholdSettings(BaseModel):
     bins: int = Field(200, ge=10, le=10_000)
     warmup_images: int = Field(
         100, ge=0, description="Priorities to see before the first strategic request."
+    )
+    acceptance: Literal["quantile", "proportional"] = Field(
+        "quantile",
+        description="`quantile`: request every image at or above the threshold (the top of the "
+        "stream). `proportional`: request an image with probability min(1, (priority / "
+        "threshold) ** power), the threshold set so the expected share is the same; keeps "
+        "some lower-priority images (see docs/label-efficiency.md).",
+    )
+    power: float = Field(
+        1.0, gt=0.0, description="Proportional acceptance: sharpness of the draw (1 = linear)."
     )
 
 

@@ -11,6 +11,11 @@ Until `warmup_images` priorities have been seen the threshold means nothing, so 
 request is made (random control goes on): a fresh selector does not spend its first burst on
 whatever arrives first. When the budget exceeds the stream, the threshold is 0: every image
 with any priority may be requested and the tokens alone cap the rate.
+
+With `acceptance="proportional"` an image is requested with probability
+min(1, (priority / threshold) ** power) instead of only when it reaches the threshold (the
+streaming form of the label-efficiency benchmark's stochastic picks); the threshold is then the
+one whose expected share of recent priorities, so weighted, is the same h*B/R.
 """
 
 from __future__ import annotations
@@ -76,9 +81,35 @@ class AdaptiveThreshold:
         share = self.settings.headroom * budget_rate / rate
         if share >= 1.0:
             return 0.0
+        if self.settings.acceptance == "proportional":
+            return self._proportional_threshold(share * total)
         above = np.cumsum(self._hist[::-1])  # mass at or above each bin, from the top
         top_bins = int(np.searchsorted(above, share * total)) + 1
         return max(0.0, (self.settings.bins - top_bins) / self.settings.bins)
+
+    def acceptance(self, priority: float, threshold: float) -> float:
+        """The probability that an image of this priority is requested (budget permitting)."""
+        if threshold <= 0.0:
+            return 1.0
+        if self.settings.acceptance == "quantile":
+            return 1.0 if priority >= threshold else 0.0
+        return float(min(1.0, (max(priority, 0.0) / threshold) ** self.settings.power))
+
+    def _proportional_threshold(self, wanted: float) -> float:
+        """The t at which sum(histogram * min(1, (priority / t) ** power)) is `wanted`."""
+        bins, power = self.settings.bins, self.settings.power
+        if wanted <= 0.0:  # no budget at all: leave the refusing to the tokens, as `quantile` does
+            return 1.0
+        weights = ((np.arange(bins) + 0.5) / bins) ** power  # bin centres, so weighted
+        unclipped = float(self._hist @ weights)
+        if unclipped >= wanted:  # even t = 1 expects too many: t >= 1, where nothing clips
+            return float((unclipped / wanted) ** (1.0 / power))
+        low, high = 0.0, 1.0  # expected picks fall as t rises; bisect on t
+        for _ in range(40):
+            t = (low + high) / 2
+            expected = float(self._hist @ np.minimum(1.0, weights / t**power))
+            low, high = (t, high) if expected > wanted else (low, t)
+        return (low + high) / 2
 
     def state(self) -> ThresholdState:
         return ThresholdState(
