@@ -13,14 +13,13 @@ queues a realistic backlog of review requests through Kafka (real images in MinI
 Afterwards it checks that every settling answer produced exactly one label.submitted.
 Results go to bench/results/labeling_api.json.
 
-    .venv/bin/python bench/labeling_api.py [--tasks 2000] [--labelers 8] [--seconds 20]
+    .venv/bin/python -m bench.labeling_api [--tasks 2000] [--labelers 8] [--seconds 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import platform
@@ -34,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-from PIL import Image
 
+from bench.images import random_pngs
 from hone_common.auth import ApiKeys, Role
 from hone_common.db import create_pool
 from hone_common.events import Prediction, Reason, ReviewRequest, ReviewRequested
@@ -44,6 +42,7 @@ from hone_common.kafka import create_broker, publish_many
 from hone_common.settings import ServiceSettings
 from hone_common.storage import ObjectRef, ObjectStore, sha256_hex
 from hone_common.topics import Topic
+from tests.kafka_helpers import start_group_at_end
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "labeling_api.json"
@@ -85,42 +84,13 @@ def free_port() -> int:
         return port
 
 
-def pngs(count: int) -> list[bytes]:
-    rng = np.random.default_rng(7)
-    out = []
-    for _ in range(count):
-        buffer = io.BytesIO()
-        pixels = rng.integers(0, 256, size=(28, 28), dtype=np.uint8)
-        Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
-        out.append(buffer.getvalue())
-    return out
-
-
-async def start_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        partitions = []
-        for topic in topics:
-            consumer._client.add_topic(topic)
-            await consumer._client.force_metadata_update()
-            found = consumer.partitions_for_topic(topic) or set()
-            partitions += [TopicPartition(topic, p) for p in found]
-        consumer.assign(partitions)
-        await consumer.commit(dict(await consumer.end_offsets(partitions)))
-    finally:
-        await consumer.stop()
-
-
 async def queue_tasks(settings: ServiceSettings, schema: str, pool: Any, count: int) -> float:
     """Publish `count` review requests (200 distinct images) and wait until all are queued;
     returns how many the API took in per second."""
     store = ObjectStore(settings.s3)
     await store.ensure_bucket(settings.s3.images_bucket)
     uris = []
-    for data in pngs(200):
+    for data in random_pngs(200, seed=7):
         ref = ObjectRef(settings.s3.images_bucket, f"bench-labeling/{sha256_hex(data)}.png")
         await store.put(ref, data, "image/png")
         uris.append(ref.uri)
@@ -382,7 +352,7 @@ async def main(args: argparse.Namespace) -> None:
 
     result = {
         "benchmark": "labeling_api",
-        "command": "python bench/labeling_api.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.labeling_api " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "server": "one hone-labeling-api process (uvicorn, 1 worker) on the local stack",
         "client": "httpx in one process on the same machine",

@@ -2,7 +2,7 @@
 request. Registers a small-cnn model of its own (never touches the `hone` model) and removes it.
 
     set -a; . .local-stack/hone.env; set +a
-    .venv/bin/python bench/scorer_throughput.py --images 2000 --profile
+    .venv/bin/python -m bench.scorer_throughput --images 2000 --profile
 
 Writes bench/results/scorer_throughput.json (and scorer.prof with --profile).
 """
@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from PIL import Image
 from pydantic import ValidationError
 
 import hone_scorer.app
+from bench.images import random_pngs
 from hone_common.events import ImageReceived, ImageScored, Quality, ReceivedImage, encode
 from hone_common.storage import ObjectRef, ObjectStore, sha256_hex
 from hone_common.topics import Topic
@@ -44,17 +44,6 @@ from hone_trainer.model.training import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
 CLASSES = [f"class-{k}" for k in range(10)]
-
-
-def pngs(count: int, seed: int = 0) -> list[bytes]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        buffer = io.BytesIO()
-        pixels = rng.integers(0, 256, size=(28, 28), dtype=np.uint8)
-        Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
-        out.append(buffer.getvalue())
-    return out
 
 
 async def serve_model(settings: Settings, name: str) -> str:
@@ -225,7 +214,7 @@ async def main(args: argparse.Namespace) -> None:
         "whole_scorer": [],
     }
     try:
-        images = pngs(args.images)
+        images = random_pngs(args.images)
         await store.ensure_bucket(settings.s3.images_bucket)
         refs: list[tuple[bytes, str]] = []
         for data in images:

@@ -105,7 +105,7 @@ class AdaptiveThreshold:
         if unclipped >= wanted:  # even t = 1 expects too many: t >= 1, where nothing clips
             return float((unclipped / wanted) ** (1.0 / power))
         low, high = 0.0, 1.0  # expected picks fall as t rises; bisect on t
-        for _ in range(40):
+        for _ in range(30):  # to ~1e-9: far below a bin
             t = (low + high) / 2
             expected = float(self._hist @ np.minimum(1.0, weights / t**power))
             low, high = (t, high) if expected > wanted else (low, t)
