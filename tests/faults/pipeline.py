@@ -26,11 +26,11 @@ from typing import Any
 
 import asyncpg
 import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 from PIL import Image
 
 from hone_common.events import Frame, FrameCaptured, encode, image_id_for
+from hone_common.kafka import TopicMissing, read_to_end
 from hone_common.storage import sha256_hex
 from hone_common.topics import Topic
 
@@ -244,37 +244,11 @@ async def stored(pool: asyncpg.Pool[Any], ids: list[uuid.UUID]) -> Stored:
 
 async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
     """(key, value) of every record of `topic` up to its current end; [] if it does not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if described["error_code"] != 0:
+        records = await read_to_end(bootstrap, topic)
+    except TopicMissing:
         return []
-    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
-    out: list[tuple[bytes | None, bytes]] = []
-    try:
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        deadline = time.monotonic() + 60
-        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"could not read {topic} to its end")
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                out += [(r.key, r.value or b"") for r in records if r.offset < ends[tp]]
-    finally:
-        await consumer.stop()
-    return out
+    return [(r.key, r.value or b"") for r in records]
 
 
 @dataclass

@@ -67,20 +67,6 @@ async def test_a_scorer_killed_mid_stream_loses_and_repeats_nothing(
     assert_exactly_once(outcome)
 
 
-async def test_a_kafka_restart_mid_stream_loses_and_repeats_nothing(
-    pipe: Pipeline, results: dict[str, Any]
-) -> None:
-    async def restart_kafka(publisher: Publisher) -> Outage:
-        began = now()
-        await pipe.stack.down("kafka")
-        await pipe.stack.up("kafka")
-        return Outage(began, now())
-
-    outcome = await run_scenario(pipe, "Kafka broker restart", restart_kafka)
-    results["kafka_restart"] = outcome.report()
-    assert_exactly_once(outcome)
-
-
 async def test_minio_down_for_20_seconds_loses_and_repeats_nothing(
     pipe: Pipeline, results: dict[str, Any]
 ) -> None:
@@ -97,31 +83,25 @@ async def test_minio_down_for_20_seconds_loses_and_repeats_nothing(
     assert_exactly_once(outcome)
 
 
-async def test_a_postgres_restart_mid_stream_loses_and_repeats_nothing(
-    pipe: Pipeline, results: dict[str, Any]
+@pytest.mark.parametrize(
+    ("server", "fault", "key"),
+    [
+        ("kafka", "Kafka broker restart", "kafka_restart"),
+        ("postgres", "PostgreSQL restart", "postgres_restart"),
+        # TorchServe keeps no model across a restart: the gatekeeper must serve production
+        # again by itself (no candidate is coming), or scoring would wait for ever.
+        ("torchserve", "TorchServe restart", "torchserve_restart"),
+    ],
+)
+async def test_a_server_restarted_mid_stream_loses_and_repeats_nothing(
+    pipe: Pipeline, results: dict[str, Any], server: str, fault: str, key: str
 ) -> None:
-    async def restart_postgres(publisher: Publisher) -> Outage:
+    async def restart(publisher: Publisher) -> Outage:
         began = now()
-        await pipe.stack.down("postgres")
-        await pipe.stack.up("postgres")
+        await pipe.stack.down(server)
+        await pipe.stack.up(server)
         return Outage(began, now())
 
-    outcome = await run_scenario(pipe, "PostgreSQL restart", restart_postgres)
-    results["postgres_restart"] = outcome.report()
-    assert_exactly_once(outcome)
-
-
-async def test_a_torchserve_restart_mid_stream_loses_nothing_and_production_comes_back(
-    pipe: Pipeline, results: dict[str, Any]
-) -> None:
-    # TorchServe keeps no model across a restart: the gatekeeper must serve production again
-    # by itself (no candidate is coming), or scoring would wait for ever.
-    async def restart_torchserve(publisher: Publisher) -> Outage:
-        began = now()
-        await pipe.stack.down("torchserve")
-        await pipe.stack.up("torchserve")
-        return Outage(began, now())
-
-    outcome = await run_scenario(pipe, "TorchServe restart", restart_torchserve)
-    results["torchserve_restart"] = outcome.report()
+    outcome = await run_scenario(pipe, fault, restart)
+    results[key] = outcome.report()
     assert_exactly_once(outcome)

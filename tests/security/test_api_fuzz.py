@@ -6,36 +6,30 @@ past authentication), never get a 5xx, and every answer matches the OpenAPI docu
 trainer's and gatekeeper's admin APIs are not fuzzed here: started on the shared stack they
 would join its model topics and act on the shared TorchServe.)
 
-Each API runs in a real uvicorn server in a thread (schemathesis calls it synchronously over
-HTTP), against the real stack: ingest with a consumer group of its own, the selector in a
-schema of its own. Bounded and reproducible: a fixed number of examples, a fixed seed.
+Each API runs in a real uvicorn server in a thread (`tests/live_api.py`: schemathesis calls it
+synchronously over HTTP), against the real stack: ingest with a consumer group of its own, the
+selector in a schema of its own. Bounded and reproducible: a fixed number of examples, a fixed seed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import pytest
 import schemathesis
-import uvicorn
-from fastapi import FastAPI
 from hypothesis import HealthCheck, seed, settings
 
-from hone_common.auth import ApiKeys, Role
+from hone_common.auth import Role
 from hone_common.topics import Topic
 from hone_ingest.app import create_app as create_ingest
 from hone_ingest.settings import Settings as IngestSettings
 from hone_selector.app import create_app as create_selector
 from hone_selector.settings import Settings as SelectorSettings
 from tests.kafka_helpers import start_group_at_end
+from tests.live_api import LiveApi, live
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -43,42 +37,6 @@ CHECKS = [
     schemathesis.checks.content_type_conformance,
     schemathesis.checks.response_schema_conformance,
 ]
-
-
-@dataclass(frozen=True)
-class LiveApi:
-    base_url: str
-    key: str
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def live(app: FastAPI, pool: asyncpg.Pool[Any], role: Role) -> AsyncIterator[LiveApi]:
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, name=f"fuzz-{port}", daemon=True)
-    thread.start()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 90
-    while not server.started:
-        assert thread.is_alive(), "the API did not start"
-        assert loop.time() < deadline, "the API did not start within 90 s"
-        await asyncio.sleep(0.05)
-    principal, key = await ApiKeys(pool).issue(f"fuzz-{uuid.uuid4().hex[:8]}", role)
-    try:
-        yield LiveApi(f"http://127.0.0.1:{port}", key)
-    finally:
-        await ApiKeys(pool).revoke(principal.key_id)
-        server.should_exit = True
-        await asyncio.to_thread(thread.join, 30)
 
 
 def ingest_settings() -> IngestSettings:

@@ -3,24 +3,20 @@ admin key so they get past auth) never make the API answer with a 5xx, and every
 matches what the document promises.
 
 The API runs in a real uvicorn server on a free local port, in a thread with its own event
-loop (schemathesis calls it synchronously over HTTP), against the real stack, in a schema of
-its own. The run is bounded and reproducible: 50 examples per operation, a fixed seed.
+loop (`tests/live_api.py`: schemathesis calls it synchronously over HTTP), against the real
+stack, in a schema of its own. The run is bounded and reproducible: 50 examples per
+operation, a fixed seed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, seed, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -30,24 +26,12 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from hone_common.auth import ApiKeys, Role
+from hone_common.auth import Role
 from hone_common.topics import Topic
 from hone_labeling_api.app import create_app
 from tests.integration.labeling.conftest import CLASSES, make_settings
 from tests.kafka_helpers import start_group_at_end
-
-
-@dataclass(frozen=True)
-class LiveApi:
-    base_url: str
-    admin_key: str
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.live_api import LiveApi, live
 
 
 @pytest.fixture(scope="module")
@@ -59,28 +43,11 @@ async def live_api(pool: asyncpg.Pool[Any]) -> AsyncIterator[LiveApi]:
         config.labeling.consumer_group,
         [Topic.REVIEW_REQUESTED.value, Topic.IMAGE_SCORED.value],
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config), host="127.0.0.1", port=port, log_config=None, access_log=False
-        )
-    )
-    thread = threading.Thread(target=server.run, name="labeling-api-fuzz", daemon=True)
-    thread.start()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while not server.started:
-        assert thread.is_alive(), "the API did not start"
-        assert loop.time() < deadline, "the API did not start within 60 s"
-        await asyncio.sleep(0.05)
-    await _seed_tasks(pool, config.labeling.schema_name, 30)
-    principal, key = await ApiKeys(pool).issue(f"fuzz-{unique}", Role.ADMIN)
     try:
-        yield LiveApi(f"http://127.0.0.1:{port}", key)
+        async with live(create_app(config), pool, Role.ADMIN, start_seconds=60) as api:
+            await _seed_tasks(pool, config.labeling.schema_name, 30)
+            yield api
     finally:
-        await ApiKeys(pool).revoke(principal.key_id)
-        server.should_exit = True
-        await asyncio.to_thread(thread.join, 30)
         await pool.execute(f"DROP SCHEMA IF EXISTS {config.labeling.schema_name} CASCADE")
 
 
@@ -121,7 +88,7 @@ schema = schemathesis.openapi.from_dict(create_app(make_settings("openapi")).ope
 def test_generated_requests_never_get_a_server_error(case: Any, live_api: LiveApi) -> None:
     case.call_and_validate(
         base_url=live_api.base_url,
-        headers={"Authorization": f"Bearer {live_api.admin_key}"},
+        headers={"Authorization": f"Bearer {live_api.key}"},
         checks=[
             not_a_server_error,
             status_code_conformance,

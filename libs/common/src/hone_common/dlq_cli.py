@@ -22,12 +22,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from hone_common.kafka import DeadLetter
+from hone_common.kafka import DeadLetter, TopicMissing, read_to_end
 from hone_common.settings import ServiceSettings
 
 REPLAY_HEADER = "hone-replay-of"
@@ -183,51 +182,11 @@ def summary(stored: Stored) -> dict[str, Any]:
 
 async def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Stored]:
     """Every record of `topic` up to its end when called, in (partition, offset) order."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
-        # Metadata through the admin client never auto-creates a topic that does not exist.
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if described["error_code"] != 0 or not described["partitions"]:
-        raise DlqError(f"topic {topic!r} does not exist on {bootstrap}")
-    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        # "latest" (the default) races with the seek below and may skip every record.
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        stored: list[Stored] = []
-        remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while remaining:
-            if asyncio.get_running_loop().time() > deadline:
-                raise DlqError(f"timed out reading {topic} ({len(stored)} records read)")
-            batches = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        stored.append(
-                            parse_record(
-                                tp.partition, record.offset, record.timestamp, record.value
-                            )
-                        )
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
-    return sorted(stored, key=lambda s: (s.partition, s.offset))
+        records = await read_to_end(bootstrap, topic, timeout_s)
+    except (TopicMissing, TimeoutError) as error:
+        raise DlqError(str(error)) from error
+    return [parse_record(r.partition, r.offset, r.timestamp, r.value) for r in records]
 
 
 async def publish(bootstrap: str, replays: list[Replay], max_bytes: int) -> None:

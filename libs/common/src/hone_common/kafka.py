@@ -11,6 +11,7 @@ and, if they persist, the message is redelivered, never skipped.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import time
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import structlog
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -108,6 +109,57 @@ async def ensure_topics(settings: KafkaSettings, names: Sequence[str] | None = N
         return missing
     finally:
         await admin.close()
+
+
+class TopicMissing(LookupError):
+    """The topic does not exist on the cluster."""
+
+
+async def read_to_end(
+    bootstrap_servers: str, topic: str, timeout_s: float = 60.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` up to its end when called, in (partition, offset) order, read
+    without a consumer group. Raises `TopicMissing` (never creates the topic) and
+    `TimeoutError` if the end is not reached within `timeout_s`."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        # Metadata through the admin client never auto-creates a topic that does not exist.
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0 or not described["partitions"]:
+        raise TopicMissing(f"topic {topic!r} does not exist on {bootstrap_servers}")
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        # "latest" (the default) races with the seek below and may skip every record.
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while remaining:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"timed out reading {topic} ({len(records)} records read)")
+            batches = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, batch in batches.items():
+                records += [r for r in batch if r.offset < ends[tp]]
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
 def create_broker(settings: KafkaSettings, service: str) -> KafkaBroker:
