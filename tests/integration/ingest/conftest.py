@@ -33,12 +33,15 @@ class RunningIngest:
         await self.producer.send_and_wait(Topic.CAMERA_FRAMES.value, value, key=key)
 
 
-@pytest.fixture(scope="session")
+# Module scope: a consumer left running would also process later tests' images.
+@pytest.fixture(scope="module")
 async def running_ingest() -> AsyncIterator[RunningIngest]:
     base = Settings()
     group = f"ingest-it-{uuid.uuid4().hex[:8]}"
     settings = base.model_copy(
-        update={"ingest": base.ingest.model_copy(update={"group_id": group, "retry_seconds": 5.0})}
+        update={
+            "ingest": base.ingest.model_copy(update={"consumer_group": group, "retry_seconds": 5.0})
+        }
     )
     await start_group_at_end(settings.kafka.bootstrap_servers, group, [Topic.CAMERA_FRAMES.value])
     producer = AIOKafkaProducer(

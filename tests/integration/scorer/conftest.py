@@ -143,7 +143,7 @@ async def start_scorer(
     settings = base.model_copy(
         update={
             "torchserve": base.torchserve.model_copy(update={"model_name": model_name}),
-            "scorer": base.scorer.model_copy(update={"group_id": group, **knobs}),
+            "scorer": base.scorer.model_copy(update={"consumer_group": group, **knobs}),
         }
     )
     await store.ensure_bucket(settings.s3.images_bucket)
@@ -162,7 +162,8 @@ async def start_scorer(
         await producer.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope: a consumer left running would also process later tests' images.
+@pytest.fixture(scope="module")
 async def running_scorer(
     served_model: ServedModel, store: ObjectStore
 ) -> AsyncIterator[RunningScorer]:
