@@ -73,7 +73,7 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPar
 
 async def run(count: int, cameras: int, settings: Settings) -> None:
     bootstrap = settings.kafka.bootstrap_servers
-    group = settings.ingest.group_id
+    group = settings.ingest.consumer_group
     batch = frames(count, cameras)
     wanted = {str(image_id_for(sha256_hex(f.payload.image or b""))).encode() for f in batch}
 
@@ -144,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     load_stack_env()
     base = Settings()
-    knobs: dict[str, object] = {"group_id": f"ingest-bench-{uuid.uuid4().hex[:8]}"}
+    knobs: dict[str, object] = {"consumer_group": f"ingest-bench-{uuid.uuid4().hex[:8]}"}
     for name in ("max_records", "decode_threads", "store_concurrency"):
         if getattr(args, name) is not None:
             knobs[name] = getattr(args, name)

@@ -172,8 +172,8 @@ async def services(run: str, model_name: str) -> AsyncIterator[dict[str, int]]:
     env = {
         **os.environ,
         "HONE_LOG_LEVEL": "WARNING",
-        "HONE_INGEST__GROUP_ID": f"bench-ingest-{run}",
-        "HONE_SCORER__GROUP_ID": f"bench-scorer-{run}",
+        "HONE_INGEST__CONSUMER_GROUP": f"bench-ingest-{run}",
+        "HONE_SCORER__CONSUMER_GROUP": f"bench-scorer-{run}",
         "HONE_TORCHSERVE__MODEL_NAME": model_name,
     }
     bootstrap_servers = env.get("HONE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")

@@ -142,7 +142,7 @@ async def whole_scorer(
         update={
             "torchserve": base.torchserve.model_copy(update={"model_name": model}),
             "scorer": base.scorer.model_copy(
-                update={"group_id": group, "images_per_request": per_request}
+                update={"consumer_group": group, "images_per_request": per_request}
             ),
         }
     )

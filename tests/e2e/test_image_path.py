@@ -71,13 +71,13 @@ async def pipeline(model_name: str, run: str) -> AsyncIterator[None]:
     this run's own."""
     ingest = IngestSettings()
     ingest = ingest.model_copy(
-        update={"ingest": ingest.ingest.model_copy(update={"group_id": f"ingest-{run}"})}
+        update={"ingest": ingest.ingest.model_copy(update={"consumer_group": f"ingest-{run}"})}
     )
     scorer = ScorerSettings()
     scorer = scorer.model_copy(
         update={
             "torchserve": scorer.torchserve.model_copy(update={"model_name": model_name}),
-            "scorer": scorer.scorer.model_copy(update={"group_id": f"scorer-{run}"}),
+            "scorer": scorer.scorer.model_copy(update={"consumer_group": f"scorer-{run}"}),
         }
     )
     selector = SelectorSettings()

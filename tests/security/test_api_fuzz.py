@@ -42,7 +42,9 @@ CHECKS = [
 def ingest_settings() -> IngestSettings:
     base = IngestSettings()
     group = f"fuzz-ingest-{uuid.uuid4().hex[:8]}"
-    return base.model_copy(update={"ingest": base.ingest.model_copy(update={"group_id": group})})
+    return base.model_copy(
+        update={"ingest": base.ingest.model_copy(update={"consumer_group": group})}
+    )
 
 
 def selector_settings() -> SelectorSettings:
@@ -59,7 +61,7 @@ SELECTOR = selector_settings()
 @pytest.fixture(scope="module")
 async def ingest_api(pool: asyncpg.Pool[Any]) -> AsyncIterator[LiveApi]:
     await start_group_at_end(
-        INGEST.kafka.bootstrap_servers, INGEST.ingest.group_id, [Topic.CAMERA_FRAMES.value]
+        INGEST.kafka.bootstrap_servers, INGEST.ingest.consumer_group, [Topic.CAMERA_FRAMES.value]
     )
     async with live(create_ingest(INGEST), pool, Role.CAMERA) as api:
         yield api

@@ -35,7 +35,7 @@ async def running_ingest(**knobs: Any) -> AsyncIterator[httpx.AsyncClient]:
     base = Settings()
     group = f"security-ingest-{uuid.uuid4().hex[:8]}"
     settings = base.model_copy(
-        update={"ingest": base.ingest.model_copy(update={"group_id": group, **knobs})}
+        update={"ingest": base.ingest.model_copy(update={"consumer_group": group, **knobs})}
     )
     await start_group_at_end(settings.kafka.bootstrap_servers, group, [Topic.CAMERA_FRAMES.value])
     app = create_app(settings)

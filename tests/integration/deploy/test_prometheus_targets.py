@@ -110,13 +110,16 @@ SERVICES: dict[str, tuple[int, Callable[[str], dict[str, str]]]] = {
     "ingest": (
         8001,
         lambda group: {
-            "HONE_INGEST__GROUP_ID": group,
+            "HONE_INGEST__CONSUMER_GROUP": group,
             "HONE_INGEST__AUTO_OFFSET_RESET": "latest",
         },
     ),
     "scorer": (
         8002,
-        lambda group: {"HONE_SCORER__GROUP_ID": group, "HONE_KAFKA__AUTO_OFFSET_RESET": "latest"},
+        lambda group: {
+            "HONE_SCORER__CONSUMER_GROUP": group,
+            "HONE_KAFKA__AUTO_OFFSET_RESET": "latest",
+        },
     ),
 }
 

@@ -277,7 +277,7 @@ async def lab(
         update={
             "torchserve": base.torchserve.model_copy(update={"model_name": name}),
             "gatekeeper": base.gatekeeper.model_copy(
-                update={"group_id": group, "retry_seconds": 20.0}
+                update={"consumer_group": group, "retry_seconds": 20.0}
             ),
         }
     )

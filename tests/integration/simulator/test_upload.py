@@ -31,7 +31,7 @@ async def ingest() -> AsyncIterator[FastAPI]:
     base = Settings()
     # A group of its own that starts at the end: this test only uses the HTTP way in.
     group = f"ingest-sim-it-{uuid.uuid4().hex[:8]}"
-    own = base.ingest.model_copy(update={"group_id": group, "auto_offset_reset": "latest"})
+    own = base.ingest.model_copy(update={"consumer_group": group, "auto_offset_reset": "latest"})
     app = create_app(base.model_copy(update={"ingest": own}))
     async with app.router.lifespan_context(app):
         yield app

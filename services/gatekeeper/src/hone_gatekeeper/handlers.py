@@ -25,7 +25,7 @@ def subscribe_handlers(
         broker,
         ModelCandidate,
         service=SERVICE,
-        group_id=settings.group_id,
+        group_id=settings.consumer_group,
         auto_offset_reset=kafka.auto_offset_reset,
         retry_seconds=settings.retry_seconds,
         max_message_bytes=kafka.max_message_bytes,

@@ -43,7 +43,7 @@ class ServingSettings(BaseModel):
 
 
 class GatekeeperSettings(BaseModel):
-    group_id: str = Field("gatekeeper", description="Consumer group of `model.candidate`.")
+    consumer_group: str = Field("gatekeeper", description="Consumer group of `model.candidate`.")
     retry_seconds: float = Field(
         60.0, gt=0, description="How long a failing candidate is retried before redelivery."
     )

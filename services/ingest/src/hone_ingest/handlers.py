@@ -42,7 +42,7 @@ def register(
         broker,
         FrameCaptured,
         service=service,
-        group_id=settings.group_id,
+        group_id=settings.consumer_group,
         max_records=settings.max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
         auto_offset_reset=settings.auto_offset_reset,

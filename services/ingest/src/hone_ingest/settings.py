@@ -32,7 +32,9 @@ class IngestSettings(BaseModel):
     images_prefix: str = Field(
         "images", pattern=r"^[a-z0-9][a-z0-9/_-]*$", description="Key prefix in the image bucket."
     )
-    group_id: str = Field("ingest", description="Consumer group of the camera.frames subscriber.")
+    consumer_group: str = Field(
+        "ingest", description="Consumer group of the camera.frames subscriber."
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new consumer group starts reading camera.frames."
     )

@@ -88,7 +88,7 @@ def subscribe_handlers(
         broker,
         ImageReceived,
         service=SERVICE,
-        group_id=settings.group_id,
+        group_id=settings.consumer_group,
         max_records=settings.max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
         auto_offset_reset=kafka.auto_offset_reset,
@@ -103,7 +103,7 @@ def subscribe_handlers(
         broker,
         ModelPromoted,
         service=SERVICE,
-        group_id=settings.group_id,
+        group_id=settings.consumer_group,
         auto_offset_reset=kafka.auto_offset_reset,
         retry_seconds=settings.retry_seconds,
     )

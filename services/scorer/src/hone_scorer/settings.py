@@ -8,7 +8,7 @@ from hone_common.settings import HttpSettings, ServiceSettings
 
 
 class ScorerSettings(BaseModel):
-    group_id: str = Field("scorer", description="Consumer group of both subscriptions.")
+    consumer_group: str = Field("scorer", description="Consumer group of both subscriptions.")
     max_records: int = Field(
         256, ge=1, le=5000, description="Most image.received events handled as one batch."
     )

@@ -53,8 +53,10 @@ SERVICES: tuple[Service, ...] = (
         (Topic.REVIEW_REQUESTED,),
         "HONE_LABELING__SCHEMA_NAME",
     ),
-    Service("ingest", 1, "HONE_INGEST__GROUP_ID", (Topic.CAMERA_FRAMES,)),
-    Service("scorer", 2, "HONE_SCORER__GROUP_ID", (Topic.IMAGE_RECEIVED, Topic.MODEL_PROMOTED)),
+    Service("ingest", 1, "HONE_INGEST__CONSUMER_GROUP", (Topic.CAMERA_FRAMES,)),
+    Service(
+        "scorer", 2, "HONE_SCORER__CONSUMER_GROUP", (Topic.IMAGE_RECEIVED, Topic.MODEL_PROMOTED)
+    ),
     Service(
         "selector",
         3,
@@ -69,7 +71,7 @@ SERVICES: tuple[Service, ...] = (
         (Topic.IMAGE_RECEIVED, Topic.LABEL_SUBMITTED, Topic.MODEL_PROMOTED),
         "HONE_TRAINER__SCHEMA_NAME",
     ),
-    Service("gatekeeper", 5, "HONE_GATEKEEPER__GROUP_ID", (Topic.MODEL_CANDIDATE,)),
+    Service("gatekeeper", 5, "HONE_GATEKEEPER__CONSUMER_GROUP", (Topic.MODEL_CANDIDATE,)),
 )
 
 
