@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import sys
 import time
@@ -43,6 +42,7 @@ from hone_common.settings import ServiceSettings
 from hone_common.storage import ObjectRef, ObjectStore, sha256_hex
 from hone_common.topics import Topic
 from tests.kafka_helpers import start_group_at_end
+from tests.live_api import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "labeling_api.json"
@@ -75,13 +75,6 @@ def percentiles(samples: list[float]) -> dict[str, float]:
         "p99_ms": at(0.99),
         "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def queue_tasks(settings: ServiceSettings, schema: str, pool: Any, count: int) -> float:

@@ -31,6 +31,7 @@ from hone_common.settings import (
     ServiceSettings,
     TorchServeSettings,
 )
+from tests.live_api import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "deploy" / "local" / "stack"
@@ -92,13 +93,6 @@ def clean_environment() -> dict[str, str]:
     """This process's environment without any Hone setting: tests/conftest.py loads the shared
     stack's addresses into it, and a subprocess must never inherit them."""
     return {k: v for k, v in os.environ.items() if not k.startswith("HONE_")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class StackError(RuntimeError):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -30,6 +29,7 @@ from hone_common.topics import Topic
 from hone_labeling_api.service import Labeling
 from hone_labeling_api.settings import LabelingSettings
 from tests.kafka_helpers import start_group_at_end
+from tests.live_api import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,19 +71,12 @@ class LabelingProcess:
         return event.payload.image_id, ref
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def labeling_process(
     pool: asyncpg.Pool[Any], store: ObjectStore, **knobs: str
 ) -> AsyncIterator[LabelingProcess]:
     unique = uuid.uuid4().hex[:10]
-    schema, group, port = f"test_security_{unique}", f"test-security-{unique}", _free_port()
+    schema, group, port = f"test_security_{unique}", f"test-security-{unique}", free_port()
     settings = ServiceSettings()
     await start_group_at_end(
         settings.kafka.bootstrap_servers,

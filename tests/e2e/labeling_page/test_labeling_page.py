@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -35,6 +34,7 @@ from hone_common.storage import ObjectRef, ObjectStore, sha256_hex
 from hone_common.topics import Topic
 from hone_labeling_api.settings import FASHION_MNIST_CLASSES as CLASSES
 from tests.kafka_helpers import start_group_at_end
+from tests.live_api import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).parent
@@ -55,13 +55,6 @@ class Api:
     base_url: str
     schema: str
     settings: ServiceSettings
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _pictures(count: int) -> list[bytes]:
@@ -93,7 +86,7 @@ def browser_tools() -> None:
 async def api(pool: asyncpg.Pool[Any]) -> AsyncIterator[Api]:
     """The API as its own process (`hone-labeling-api`), in a schema of its own."""
     unique = uuid.uuid4().hex[:10]
-    schema, group, port = f"test_page_{unique}", f"test-page-{unique}", _free_port()
+    schema, group, port = f"test_page_{unique}", f"test-page-{unique}", free_port()
     settings = ServiceSettings()
     await start_group_at_end(
         settings.kafka.bootstrap_servers,
