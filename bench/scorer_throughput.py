@@ -161,22 +161,23 @@ async def whole_scorer(
         for digest, uri in ((sha256_hex(data), uri) for data, uri in refs)
     ]  # fmt: skip
     ids = {e.payload.image_id for e in events}
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
-    await producer.start()
-    # Published before the scorer starts: the scorer then works through a backlog at full speed.
-    for event in events:
-        await producer.send(Topic.IMAGE_RECEIVED.value, encode(event), key=event.key)
-    await producer.flush()
-    await producer.stop()
     app = create_app(settings)
     seen: set[uuid.UUID] = set()
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
+    await producer.start()
     async with scored_tap(servers) as tap:
         started = time.perf_counter()
-        if profile:
-            profile.enable()
         async with app.router.lifespan_context(app):
             ready = time.perf_counter()
-            deadline = ready + 600
+            if profile:
+                profile.enable()
+            # The whole backlog at once, once the scorer (and its outbox relay) is running: the
+            # clock runs from the first publish to the last image.scored read back.
+            first_sent = time.perf_counter()
+            for event in events:
+                await producer.send(Topic.IMAGE_RECEIVED.value, encode(event), key=event.key)
+            await producer.flush()
+            deadline = time.perf_counter() + 600
             while len(seen) < len(ids) and time.perf_counter() < deadline:
                 batches = await tap.getmany(timeout_ms=500)
                 for records in batches.values():
@@ -186,9 +187,10 @@ async def whole_scorer(
                             if scored.payload.image_id in ids:
                                 seen.add(scored.payload.image_id)
             finished = time.perf_counter()
-        if profile:
-            profile.disable()
-    seconds = finished - ready
+            if profile:
+                profile.disable()
+    await producer.stop()
+    seconds = finished - first_sent
     return {
         "images_per_request": per_request,
         "images": len(ids),
