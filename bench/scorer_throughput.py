@@ -136,7 +136,10 @@ async def whole_scorer(
     refs: list[tuple[bytes, str]],
     per_request: int,
     profile: cProfile.Profile | None,
+    inline: bool = False,
 ) -> dict[str, Any]:
+    """The scorer app working through a backlog; with `inline`, the events carry the image
+    bytes as ingest sends small images, and MinIO is not read."""
     group = f"scorer-bench-{uuid.uuid4().hex[:8]}"
     settings = base.model_copy(
         update={
@@ -156,9 +159,10 @@ async def whole_scorer(
                 image_id=uuid.uuid4(), uri=uri, sha256=digest, width=28, height=28,
                 format="PNG", camera_id="cam-bench", captured_at=now,
                 quality=Quality(brightness=0.5, contrast=0.2, sharpness=1.0),
+                image=data if inline else None,
             ),
         )
-        for digest, uri in ((sha256_hex(data), uri) for data, uri in refs)
+        for data, digest, uri in ((data, sha256_hex(data), uri) for data, uri in refs)
     ]  # fmt: skip
     ids = {e.payload.image_id for e in events}
     app = create_app(settings)
@@ -236,6 +240,10 @@ async def main(args: argparse.Namespace) -> None:
             row = await whole_scorer(settings, name, refs, per_request, profile)
             print(json.dumps(row))
             results["whole_scorer"].append({"model": "torchserve", **row})
+        if args.inline:
+            row = await whole_scorer(settings, name, refs, 32, None, inline=True)
+            print(json.dumps(row))
+            results["whole_scorer"].append({"model": "torchserve", "inline": True, **row})
         if args.instant_model:
             real = hone_scorer.app.TorchServeClassifier  # type: ignore[attr-defined]
             hone_scorer.app.TorchServeClassifier = InstantModel  # type: ignore[attr-defined,assignment]
@@ -284,6 +292,9 @@ if __name__ == "__main__":
     parser.add_argument("--scorer-per-request", type=_ints, default=[1, 32])
     parser.add_argument(
         "--instant-model", action="store_true", help="also the scorer with an instant model"
+    )
+    parser.add_argument(
+        "--inline", action="store_true", help="also the scorer with images inline (32/request)"
     )
     parser.add_argument("--skip-alone", action="store_true", help="only the whole scorer")
     parser.add_argument("--profile", action="store_true", help="cProfile the scorer runs")
