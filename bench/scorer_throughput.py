@@ -41,6 +41,7 @@ from hone_scorer.settings import Settings
 from hone_trainer.bootstrap import SeedSet, bootstrap
 from hone_trainer.model.serving import ServingOptions
 from hone_trainer.model.training import TrainConfig
+from tests.kafka_helpers import start_group_at_end
 
 RESULTS = Path(__file__).parent / "results"
 CLASSES = [f"class-{k}" for k in range(10)]
@@ -97,20 +98,6 @@ async def torchserve_alone(
     }
 
 
-async def commit_end_offsets(servers: str, group: str, topic: str) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        consumer._client.add_topic(topic)
-        await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.commit(dict(await consumer.end_offsets(partitions)))
-    finally:
-        await consumer.stop()
-
-
 @contextlib.asynccontextmanager
 async def scored_tap(servers: str) -> AsyncIterator[AIOKafkaConsumer]:
     consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None)
@@ -150,7 +137,7 @@ async def whole_scorer(
         }
     )
     servers = settings.kafka.bootstrap_servers
-    await commit_end_offsets(servers, group, Topic.IMAGE_RECEIVED.value)
+    await start_group_at_end(servers, group, [Topic.IMAGE_RECEIVED.value])
     now = datetime.now(UTC)
     events = [
         ImageReceived(
